@@ -1,0 +1,121 @@
+"""Checkpoints: safetensors weights and optimizer tensors, plus a JSON state (step, RNGs, config).
+
+A checkpoint is a folder. It is written as ``<name>.tmp`` and then swapped in with renames, so a run
+killed at any moment leaves either the previous checkpoint or the new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from lengen.errors import LengenError
+from lengen.io import atomic_write_json
+
+MODEL_FILE, OPTIM_FILE, STATE_FILE = "model.safetensors", "optimizer.safetensors", "state.json"
+
+
+def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    # tied weights share storage, which safetensors refuses; store each name's own copy
+    return {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
+
+
+def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
+                    state: dict[str, Any]) -> None:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    old = path.with_name(path.name + ".old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file(_weights(model), str(tmp / MODEL_FILE))
+    if optimizer is not None:
+        opt = optimizer.state_dict()
+        tensors = {f"{i}.{name}": t.detach().cpu().contiguous()
+                   for i, s in opt["state"].items() for name, t in s.items()}
+        save_file(tensors, str(tmp / OPTIM_FILE))
+        state = {**state, "optimizer_param_groups": opt["param_groups"]}
+    atomic_write_json(tmp / STATE_FILE, state)
+    if path.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        path.rename(old)
+    tmp.rename(path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def find_checkpoint(path: Path) -> Path | None:
+    """The newest complete checkpoint at ``path`` (falls back to ``.old`` after a crash mid-swap)."""
+    path = Path(path)
+    for candidate in (path, path.with_name(path.name + ".old")):
+        if (candidate / STATE_FILE).is_file() and (candidate / MODEL_FILE).is_file():
+            return candidate
+    return None
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    try:
+        state: dict[str, Any] = json.loads((Path(path) / STATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise LengenError(f"checkpoint {path}: unreadable {STATE_FILE} ({e.__class__.__name__})") from None
+    return state
+
+
+def load_weights(path: Path, model: torch.nn.Module) -> None:
+    try:
+        weights = load_file(str(Path(path) / MODEL_FILE))
+    except (OSError, SafetensorError) as e:
+        raise LengenError(f"checkpoint {path}: unreadable {MODEL_FILE} ({e})") from None
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise LengenError(f"checkpoint {path}: weights do not match the model "
+                          f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+
+
+def load_optimizer(path: Path, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    try:
+        tensors = load_file(str(Path(path) / OPTIM_FILE))
+    except (OSError, SafetensorError) as e:
+        raise LengenError(f"checkpoint {path}: unreadable {OPTIM_FILE} ({e})") from None
+    per_param: dict[int, dict[str, torch.Tensor]] = {}
+    for key, t in tensors.items():
+        index, name = key.split(".", 1)
+        per_param.setdefault(int(index), {})[name] = t
+    optimizer.load_state_dict({"state": per_param, "param_groups": state["optimizer_param_groups"]})
+
+
+@dataclass
+class LoadedModel:
+    model: Any  # lengen.model.Transformer
+    task: Any  # lengen.tasks.Task
+    cell: Any  # lengen.config.Cell
+    step: int
+
+
+def load_model(path: str | Path) -> LoadedModel:
+    """Load a trained lengen model from a cell folder or a checkpoint folder (eval mode, CPU)."""
+    from lengen.config import Cell
+    from lengen.model import Transformer
+
+    path = Path(path)
+    if not path.exists():
+        raise LengenError(f"model folder not found: {path}")
+    found = find_checkpoint(path) or find_checkpoint(path / "checkpoint")
+    if found is None:
+        raise LengenError(f"no lengen checkpoint in {path} (expected {STATE_FILE} and {MODEL_FILE})")
+    state = read_state(found)
+    try:
+        cell = Cell.from_dict(state["cell"])
+    except (KeyError, TypeError) as e:
+        raise LengenError(f"checkpoint {found}: {STATE_FILE} lacks a valid cell config ({e})") from None
+    task = cell.build_task()
+    cell.model.vocab_size = task.vocab_size
+    model = Transformer(cell.model)
+    load_weights(found, model)
+    model.eval()
+    return LoadedModel(model=model, task=task, cell=cell, step=int(state.get("step", 0)))

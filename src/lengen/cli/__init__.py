@@ -1,0 +1,46 @@
+"""The `lengen` command line: a thin layer over the library. One module per subcommand.
+
+Each module in ``COMMANDS`` defines ``register(subparsers)``, which adds its parser and sets
+``func`` (a callable taking the parsed namespace and returning an exit code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from lengen.errors import LengenError
+
+COMMANDS = ["run", "train", "tasks", "schemes"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lengen",
+        description="Will a transformer work on inputs longer than it was trained on, and why?",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"lengen.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except LengenError as e:
+        print(f"lengen: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lengen: interrupted; finished results and checkpoints are kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""`lengen run [FILE.yaml]`: run an experiment file (the embedded default when none is given)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from lengen.config import ExperimentConfig, default_experiment_path, load_experiment
+
+
+def execute(cfg: ExperimentConfig, out: Path, workers: int | None, quiet: bool) -> int:
+    from lengen.experiment import run_experiment
+    from lengen.report.results import format_table
+
+    n = len(cfg.cells())
+    print(f"lengen: experiment {cfg.experiment!r}: {n} model{'s' if n > 1 else ''} -> {out}", flush=True)
+    rows = run_experiment(cfg, out, workers=workers, progress=not quiet)
+    print()
+    print(format_table(rows))
+    print(f"\nwrote {out / 'results.csv'}, {out / 'accuracy_vs_length.png'}, {out / 'experiment.yaml'}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    path = Path(args.file) if args.file else default_experiment_path()
+    cfg = load_experiment(path)
+    out = Path(args.out) if args.out else Path("runs") / cfg.experiment
+    return execute(cfg, out, args.workers, args.quiet)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run an experiment file (default: the embedded sparsity sweep)",
+                       description="Train and evaluate every cell of an experiment; running again into the "
+                                   "same --out folder skips finished cells and resumes unfinished ones.")
+    p.add_argument("file", nargs="?", help="experiment YAML (default: the embedded default experiment)")
+    p.add_argument("--out", help="output folder (default: runs/<experiment name>)")
+    p.add_argument("--workers", type=int, help="parallel worker processes (default: one per core)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=_run)

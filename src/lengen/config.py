@@ -1,0 +1,332 @@
+"""Experiment files: parsed with yaml.safe_load, validated up front, expanded into cells.
+
+An experiment is a grid: schemes x seeds x (the cartesian product of the task parameters in
+``grid``). Each cell trains one model and evaluates it on every evaluation length.
+
+    experiment: sparsity
+    task: sparse_parity
+    task_args: {noise_vocab: 8}
+    grid: {k: [1, 2, 4]}          # task parameters to vary
+    schemes: [nope, rope, {label: learned_offset, position: learned, position_args: {random_offset: true}}]
+    seeds: [0, 1, 2]
+    model: {d_model: 64, n_layers: 2, n_heads: 4}
+    train: {steps: 3000, min_len: 5, max_len: 20, target_accuracy: 0.99}
+    eval: {lengths: [10, 20, 40, 80, 160], samples: 512}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lengen.errors import ConfigError
+from lengen.model import ModelConfig
+from lengen.positions import Dims, make_scheme
+from lengen.tasks import TASKS, Task, make_task
+
+IDS = ("plain", "coupled")
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 2000  # step budget (the cosine schedule spans it even when training stops early)
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup: int = 100
+    grad_clip: float = 1.0
+    min_len: int = 5
+    max_len: int = 20
+    # stop once answer accuracy over the last `check_every` training steps reaches this (None: never)
+    target_accuracy: float | None = 0.99
+    check_every: int = 50
+    checkpoint_every: int = 500
+    ids: str = "plain"  # which ids the model consumes: the plain 0..T-1 or the task's coupled ids
+    threads: int | None = None  # torch threads in this process (None: leave torch's default)
+    device: str = "auto"  # auto: cuda when available, else cpu
+
+    def validate(self) -> None:
+        for name in ("steps", "batch_size", "check_every", "checkpoint_every", "min_len", "max_len"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train: {name} must be a positive integer, got {getattr(self, name)}")
+        if self.min_len > self.max_len:
+            raise ConfigError(f"train: min_len ({self.min_len}) is larger than max_len ({self.max_len})")
+        if self.lr <= 0:
+            raise ConfigError(f"train: lr must be positive, got {self.lr}")
+        if self.warmup < 0:
+            raise ConfigError(f"train: warmup must be >= 0, got {self.warmup}")
+        if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
+            raise ConfigError(f"train: target_accuracy must be in (0, 1], got {self.target_accuracy}")
+        if self.ids not in IDS:
+            raise ConfigError(f"train: ids must be one of {', '.join(IDS)}, got {self.ids!r}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"train: threads must be >= 1, got {self.threads}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"train: device must be auto, cpu or cuda, got {self.device!r}")
+
+
+@dataclass
+class EvalConfig:
+    lengths: list[int] = field(default_factory=lambda: [10, 20, 40, 80, 160])
+    samples: int = 512
+    seed: int = 12345  # evaluation data is drawn from its own stream, never from training's
+
+    def validate(self) -> None:
+        if not self.lengths:
+            raise ConfigError("eval: lengths is empty")
+        if any(n < 1 for n in self.lengths):
+            raise ConfigError(f"eval: every length must be >= 1, got {self.lengths}")
+        if self.samples < 1:
+            raise ConfigError(f"eval: samples must be >= 1, got {self.samples}")
+
+
+@dataclass
+class SchemeSpec:
+    position: str
+    position_args: dict[str, Any] = field(default_factory=dict)
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.label:
+            self.label = self.position
+
+
+@dataclass
+class Cell:
+    """One trained model: a task setting, a scheme, a seed."""
+
+    experiment: str
+    task: str
+    task_args: dict[str, Any]
+    grid_values: dict[str, Any]
+    scheme: SchemeSpec
+    seed: int
+    model: ModelConfig
+    train: TrainConfig
+    eval: EvalConfig
+
+    @property
+    def key(self) -> str:
+        """A readable, unique, filesystem-safe folder name."""
+        parts = [self.scheme.label] + [f"{k}{v}" for k, v in self.grid_values.items()] + [f"seed{self.seed}"]
+        digest = hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+        safe = "_".join(parts).replace("/", "-").replace(" ", "")
+        return f"{safe}_{digest}"
+
+    def build_task(self) -> Task:
+        return make_task(self.task, **self.task_args)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "experiment": self.experiment,
+            "task": self.task,
+            "task_args": self.task_args,
+            "grid_values": self.grid_values,
+            "scheme": dataclasses.asdict(self.scheme),
+            "seed": self.seed,
+            "model": self.model.to_dict(),
+            "train": dataclasses.asdict(self.train),
+            "eval": dataclasses.asdict(self.eval),
+        }
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> Cell:
+        return Cell(
+            experiment=d["experiment"],
+            task=d["task"],
+            task_args=d["task_args"],
+            grid_values=d["grid_values"],
+            scheme=SchemeSpec(**d["scheme"]),
+            seed=d["seed"],
+            model=ModelConfig(**d["model"]),
+            train=TrainConfig(**d["train"]),
+            eval=EvalConfig(**d["eval"]),
+        )
+
+
+@dataclass
+class ExperimentConfig:
+    experiment: str
+    task: str
+    task_args: dict[str, Any]
+    grid: dict[str, list[Any]]
+    schemes: list[SchemeSpec]
+    seeds: list[int]
+    model: dict[str, Any]
+    train: TrainConfig
+    eval: EvalConfig
+    description: str = ""
+    workers: int | None = None  # parallel worker processes (None: one per core)
+
+    def cells(self) -> list[Cell]:
+        keys = list(self.grid)
+        out = []
+        for values in itertools.product(*(self.grid[k] for k in keys)):
+            grid_values = dict(zip(keys, values, strict=True))
+            for scheme in self.schemes:
+                for seed in self.seeds:
+                    model = ModelConfig(**{**self.model, "position": scheme.position,
+                                           "position_args": dict(scheme.position_args)})
+                    out.append(Cell(self.experiment, self.task, {**self.task_args, **grid_values}, grid_values,
+                                    scheme, seed, model, dataclasses.replace(self.train),
+                                    dataclasses.replace(self.eval)))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "experiment": self.experiment,
+            "description": self.description,
+            "task": self.task,
+            "task_args": self.task_args,
+            "grid": self.grid,
+            "schemes": [dataclasses.asdict(s) for s in self.schemes],
+            "seeds": self.seeds,
+            "model": self.model,
+            "train": dataclasses.asdict(self.train),
+            "eval": dataclasses.asdict(self.eval),
+            "workers": self.workers,
+        }
+
+
+TOP_KEYS = {"experiment", "description", "task", "task_args", "grid", "schemes", "seeds", "model", "train",
+            "eval", "workers"}
+
+
+def _section(cls: type, raw: Any, where: str) -> Any:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: must be a mapping, got {raw!r}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{where}: unknown key {key!r}{hint}")
+    try:
+        obj = cls(**raw)
+    except TypeError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    return obj
+
+
+def _check_ints(where: str, values: Any) -> list[int]:
+    if not isinstance(values, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise ConfigError(f"{where} must be a list of integers, got {values!r}")
+    return values
+
+
+def parse_experiment(raw: Any, source: str = "experiment") -> ExperimentConfig:
+    """Validate a parsed experiment mapping; every problem is one ConfigError line."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: an experiment file must be a mapping of keys, got {type(raw).__name__}")
+    unknown = set(raw) - TOP_KEYS
+    if unknown:
+        key = sorted(unknown)[0]
+        close = difflib.get_close_matches(key, TOP_KEYS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"{source}: unknown key {key!r}{hint}")
+    if "task" not in raw:
+        raise ConfigError(f"{source}: missing key 'task' (one of: {', '.join(TASKS.names())})")
+    TASKS.get_class(raw["task"])
+    task_args = raw.get("task_args") or {}
+    grid = raw.get("grid") or {}
+    if not isinstance(task_args, dict) or not isinstance(grid, dict):
+        raise ConfigError(f"{source}: task_args and grid must be mappings")
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{source}: grid.{key} must be a non-empty list, got {values!r}")
+    schemes = []
+    for s in raw.get("schemes") or ["nope"]:
+        if isinstance(s, str):
+            schemes.append(SchemeSpec(s))
+        elif isinstance(s, dict):
+            schemes.append(_section(SchemeSpec, s, f"{source}: schemes entry"))
+        else:
+            raise ConfigError(f"{source}: schemes entries must be names or mappings, got {s!r}")
+    labels = [s.label for s in schemes]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"{source}: scheme labels must be unique, got {labels}")
+    seeds = _check_ints(f"{source}: seeds", raw.get("seeds", [0]))
+    if not seeds:
+        raise ConfigError(f"{source}: seeds is empty")
+    model = raw.get("model") or {}
+    if not isinstance(model, dict):
+        raise ConfigError(f"{source}: model must be a mapping")
+    model_fields = {f.name for f in dataclasses.fields(ModelConfig)} - {"position", "position_args", "vocab_size"}
+    for key in model:
+        if key not in model_fields:
+            hint = " (set position schemes under 'schemes')" if key in ("position", "position_args") else ""
+            raise ConfigError(f"{source}: model: unknown key {key!r}{hint}")
+    workers = raw.get("workers")
+    if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
+        raise ConfigError(f"{source}: workers must be a positive integer, got {workers!r}")
+    cfg = ExperimentConfig(
+        experiment=str(raw.get("experiment", "experiment")),
+        description=str(raw.get("description", "")),
+        task=raw["task"],
+        task_args=task_args,
+        grid=grid,
+        schemes=schemes,
+        seeds=seeds,
+        model=model,
+        train=_section(TrainConfig, raw.get("train"), f"{source}: train"),
+        eval=_section(EvalConfig, raw.get("eval"), f"{source}: eval"),
+        workers=workers,
+    )
+    validate_experiment(cfg)
+    return cfg
+
+
+def validate_experiment(cfg: ExperimentConfig) -> None:
+    """Everything that can be checked before training: tasks, lengths, schemes, model shapes."""
+    cfg.train.validate()
+    cfg.eval.validate()
+    for cell in cfg.cells():
+        task = cell.build_task()
+        for length, what in ((cell.train.min_len, "train.min_len"),):
+            if length < task.min_length():
+                raise ConfigError(
+                    f"{cell.task} {cell.grid_values or cell.task_args}: {what} = {length} is shorter than the "
+                    f"task needs ({task.min_length()}; e.g. k larger than the length)"
+                )
+        short = [n for n in cell.eval.lengths if n < task.min_length()]
+        if short:
+            raise ConfigError(f"{cell.task} {cell.grid_values}: eval lengths {short} are shorter than the task "
+                              f"needs ({task.min_length()})")
+        cell.model.vocab_size = task.vocab_size
+        cell.model.validate()
+        scheme = make_scheme(cell.scheme.position, Dims(cell.model.d_model, cell.model.n_heads),
+                             **cell.scheme.position_args)
+        limit = scheme.max_position()
+        longest = max(cell.eval.lengths) + 8  # a little room for query/answer tokens
+        if limit is not None and longest > limit:
+            raise ConfigError(f"scheme {cell.scheme.label}: eval length {max(cell.eval.lengths)} needs position ids "
+                              f"up to ~{longest} but max_position is {limit}")
+
+
+def load_experiment(path: str | Path) -> ExperimentConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"experiment file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{where}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file") from None
+    return parse_experiment(raw, str(path))
+
+
+def default_experiment_path() -> Path:
+    return Path(__file__).parent / "experiments" / "default.yaml"

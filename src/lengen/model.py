@@ -1,0 +1,221 @@
+"""A decoder-only transformer whose position scheme is a pluggable module.
+
+Pre-norm blocks, fused QKV projection, PyTorch's scaled_dot_product_attention (no loops over heads
+or tokens). The forward pass calls the same scheme hooks whatever the scheme is: ``prepare_ids`` is
+left to the caller (trainer, evaluator, generator) because randomized schemes must rewrite a whole
+sequence's ids once, not once per decoding step.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lengen.errors import ConfigError
+from lengen.positions import SCHEMES, Dims, PositionScheme, make_scheme
+
+NORMS = ("layernorm", "rmsnorm")
+MLPS = ("gelu", "swiglu")
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int = 0  # filled in from the task when 0
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 4
+    d_ff: int | None = None  # default: 4 d_model (gelu) or the Llama-style 8/3 d_model (swiglu)
+    norm: str = "layernorm"
+    mlp: str = "gelu"
+    position: str = "nope"
+    position_args: dict[str, Any] = field(default_factory=dict)
+    dropout: float = 0.0
+    tie_embeddings: bool = False
+
+    def validate(self) -> None:
+        for name in ("d_model", "n_layers", "n_heads"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"model: {name} must be >= 1, got {getattr(self, name)}")
+        if self.d_model % self.n_heads:
+            raise ConfigError(f"model: d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        if self.norm not in NORMS:
+            raise ConfigError(f"model: unknown norm {self.norm!r}; known: {', '.join(NORMS)}")
+        if self.mlp not in MLPS:
+            raise ConfigError(f"model: unknown mlp {self.mlp!r}; known: {', '.join(MLPS)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"model: dropout must be in [0, 1), got {self.dropout}")
+        SCHEMES.get_class(self.position)
+
+    @property
+    def ff_width(self) -> int:
+        if self.d_ff is not None:
+            return self.d_ff
+        if self.mlp == "swiglu":
+            return 64 * math.ceil(8 * self.d_model / 3 / 64)
+        return 4 * self.d_model
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+
+
+def make_norm(cfg: ModelConfig) -> nn.Module:
+    return RMSNorm(cfg.d_model) if cfg.norm == "rmsnorm" else nn.LayerNorm(cfg.d_model)
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.swiglu = cfg.mlp == "swiglu"
+        width = cfg.ff_width
+        self.up = nn.Linear(cfg.d_model, 2 * width if self.swiglu else width, bias=False)
+        self.down = nn.Linear(width, cfg.d_model, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.up(x)
+        if self.swiglu:
+            gate, value = h.chunk(2, dim=-1)
+            return self.down(F.silu(gate) * value)
+        return self.down(F.gelu(h))
+
+
+@dataclass
+class KVCache:
+    """Keys and values of every layer for the tokens seen so far, and their position ids."""
+
+    keys: list[torch.Tensor] = field(default_factory=list)
+    values: list[torch.Tensor] = field(default_factory=list)
+    ids: torch.Tensor | None = None
+
+    @property
+    def length(self) -> int:
+        return 0 if self.ids is None else int(self.ids.shape[1])
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
+        self.out = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+        self.dropout = cfg.dropout
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        ids: torch.Tensor,
+        scheme: PositionScheme,
+        mask: torch.Tensor | None,
+        cache: KVCache | None,
+        layer: int,
+    ) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        q, k = scheme.rotate(q, ids), scheme.rotate(k, ids)
+        if cache is not None:
+            if layer < len(cache.keys):
+                k = torch.cat([cache.keys[layer], k], dim=2)
+                v = torch.cat([cache.values[layer], v], dim=2)
+                cache.keys[layer], cache.values[layer] = k, v
+            else:
+                cache.keys.append(k)
+                cache.values.append(v)
+        y = F.scaled_dot_product_attention(
+            q, k, v,
+            attn_mask=None if mask is None else mask.to(q.dtype),
+            is_causal=mask is None and k.shape[2] == t and t > 1,
+            dropout_p=self.dropout if self.training else 0.0,
+        )
+        return self.out(y.transpose(1, 2).reshape(b, t, d))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.norm1, self.norm2 = make_norm(cfg), make_norm(cfg)
+        self.attn = Attention(cfg)
+        self.mlp = MLP(cfg)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, ids: torch.Tensor, scheme: PositionScheme,
+                mask: torch.Tensor | None, cache: KVCache | None, layer: int) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.norm1(x), ids, scheme, mask, cache, layer))
+        return x + self.drop(self.mlp(self.norm2(x)))
+
+
+class Transformer(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        cfg.validate()
+        if cfg.vocab_size < 1:
+            raise ConfigError("model: vocab_size must be >= 1")
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.positions = make_scheme(cfg.position, Dims(cfg.d_model, cfg.n_heads), **cfg.position_args)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.norm = make_norm(cfg)
+        self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self._init_weights()
+        if cfg.tie_embeddings:
+            self.head.weight = self.embed.weight
+
+    def _init_weights(self) -> None:
+        for name, p in self.named_parameters():
+            if name.startswith("positions.") or p.dim() < 2:
+                continue
+            std = 0.02 / math.sqrt(2 * self.cfg.n_layers) if name.endswith(("out.weight", "down.weight")) else 0.02
+            nn.init.normal_(p, std=std)
+
+    def prepare_ids(self, ids: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The scheme's id rewrite (random offsets, randomized ids); call once per sequence."""
+        return self.positions.prepare_ids(ids, generator)
+
+    def hidden(self, tokens: torch.Tensor, ids: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """Final hidden states [B, T, d_model]. With a cache, ``tokens`` continue the cached ones."""
+        b, t = tokens.shape
+        past = cache.length if cache is not None else 0
+        k_ids = ids if cache is None or cache.ids is None else torch.cat([cache.ids, ids], dim=1)
+        mask = self.positions.bias(ids, k_ids)
+        if mask is not None or (past > 0 and t > 1):
+            # key j is visible to query i (absolute index past + i) when j <= past + i
+            qi = torch.arange(past, past + t, device=tokens.device)[:, None]
+            kj = torch.arange(past + t, device=tokens.device)[None, :]
+            causal = torch.zeros(t, past + t, device=tokens.device).masked_fill(kj > qi, float("-inf"))
+            mask = causal if mask is None else mask + causal
+        x = self.embed(tokens)
+        pos = self.positions.embed(ids)
+        if pos is not None:
+            x = x + pos.to(x.dtype)
+        for layer, block in enumerate(self.blocks):
+            x = block(x, ids, self.positions, mask, cache, layer)
+        if cache is not None:
+            cache.ids = k_ids
+        return self.norm(x)
+
+    def forward(self, tokens: torch.Tensor, ids: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """Next-token logits [B, T, vocab]."""
+        return self.head(self.hidden(tokens, ids, cache))
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def flops_per_token(self, seq_len: int) -> int:
+        """Forward-pass FLOPs per token (matmuls only, 2 per multiply-add), attention included."""
+        c = self.cfg
+        mlp_mults = (3 if c.mlp == "swiglu" else 2) * c.d_model * c.ff_width
+        per_layer = 4 * c.d_model * c.d_model + mlp_mults + seq_len * c.d_model  # QK^T and AV, causal half
+        return 2 * (c.n_layers * per_layer + c.d_model * c.vocab_size)

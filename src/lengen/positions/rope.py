@@ -1,0 +1,40 @@
+"""rope: rotary position embedding (Su et al. 2021); attention depends on q - k only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from lengen.positions.base import Dims, PositionScheme, register_scheme
+from lengen.registry import param
+
+
+@register_scheme("rope")
+class RoPE(PositionScheme):
+    """Rotary embeddings on queries and keys (half-split pairs, as in GPT-NeoX / Llama)."""
+
+    shift_invariant = True
+
+    @dataclass
+    class Params:
+        theta: float = param(10000.0, "base of the rotation frequencies")
+
+    def __init__(self, dims: Dims, params: Params | None = None) -> None:
+        super().__init__(dims, params)
+        self.params: RoPE.Params = self.params
+        half = dims.head_dim // 2
+        inv_freq = 1.0 / (self.params.theta ** (torch.arange(half, dtype=torch.float32) / half))
+        self.inv_freq: torch.Tensor
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def rotate(self, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        # ids are exact in float32 up to 2**24, far beyond any length we evaluate
+        angle = ids.float()[:, None, :, None] * self.inv_freq  # [B, 1, T, half]
+        cos, sin = angle.cos().to(x.dtype), angle.sin().to(x.dtype)
+        half = self.inv_freq.shape[0]
+        x1, x2 = x[..., :half], x[..., half : 2 * half]
+        rotated = torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+        if x.shape[-1] > 2 * half:  # odd head_dim: the last channel is left unrotated
+            rotated = torch.cat([rotated, x[..., 2 * half :]], dim=-1)
+        return rotated

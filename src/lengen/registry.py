@@ -1,0 +1,152 @@
+"""Name -> class registries for tasks and position schemes, with parameter validation.
+
+Parameters are dataclass fields, so `lengen tasks` / `lengen schemes` can list them and an unknown or
+ill-typed parameter is caught before any work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from lengen.errors import ConfigError
+
+T = TypeVar("T")
+
+
+@dataclasses.dataclass
+class ParamInfo:
+    name: str
+    type: str
+    default: Any
+    help: str
+
+
+def param(default: Any, help: str) -> Any:
+    """A task or scheme parameter with a help text that `lengen tasks` / `lengen schemes` print."""
+    if isinstance(default, list | dict):
+        return dataclasses.field(default_factory=lambda: default, metadata={"help": help})
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+class Registry(Generic[T]):
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._classes: dict[str, type[T]] = {}
+
+    def register(self, name: str) -> Callable[[type[T]], type[T]]:
+        def decorate(cls: type[T]) -> type[T]:
+            if name in self._classes:
+                raise ValueError(f"{self.kind} {name!r} registered twice")
+            cls.name = name  # type: ignore[attr-defined]
+            self._classes[name] = cls
+            return cls
+
+        return decorate
+
+    def names(self) -> list[str]:
+        return sorted(self._classes)
+
+    def get_class(self, name: str) -> type[T]:
+        if name not in self._classes:
+            close = difflib.get_close_matches(name, self._classes, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(
+                f"unknown {self.kind} {name!r}{hint}; known: {', '.join(self.names())}"
+            )
+        return self._classes[name]
+
+    def param_class(self, name: str) -> type:
+        """The dataclass holding the parameters: the class itself, or its nested ``Params``."""
+        cls = self.get_class(name)
+        return getattr(cls, "Params", cls)
+
+    def params(self, name: str) -> list[ParamInfo]:
+        cls = self.param_class(name)
+        if not dataclasses.is_dataclass(cls):
+            return []
+        hints = typing.get_type_hints(cls)
+        out = []
+        for f in dataclasses.fields(cls):
+            if not f.init or f.name.startswith("_"):
+                continue
+            default = f.default
+            if f.default_factory is not dataclasses.MISSING:
+                default = f.default_factory()
+            out.append(ParamInfo(f.name, _type_name(hints.get(f.name, Any)), default,
+                                 f.metadata.get("help", "")))
+        return out
+
+    def create(self, name: str, *args: Any, **kwargs: Any) -> T:
+        """Validate ``kwargs`` against the parameters, then build. A class with a nested ``Params``
+        dataclass is built as ``cls(*args, params=Params(**kwargs))``."""
+        cls = self.param_class(name)
+        known = {p.name: p for p in self.params(name)}
+        for key in kwargs:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(
+                    f"{self.kind} {name}: unknown parameter {key!r}{hint}; "
+                    f"known: {', '.join(known) or 'none'}"
+                )
+        hints = typing.get_type_hints(cls) if dataclasses.is_dataclass(cls) else {}
+        for key, value in kwargs.items():
+            _check_type(f"{self.kind} {name}: parameter {key!r}", value, hints.get(key, Any))
+        try:
+            if cls is self.get_class(name):
+                return cls(*args, **kwargs)  # type: ignore[no-any-return,unused-ignore]
+            return self.get_class(name)(*args, params=cls(**kwargs))  # type: ignore[call-arg]
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{self.kind} {name}: {e}") from None
+
+    def describe(self, name: str) -> str:
+        doc = (self.get_class(name).__doc__ or "").strip().splitlines()
+        return doc[0] if doc else ""
+
+
+def _type_name(tp: Any) -> str:
+    if isinstance(tp, type):
+        return tp.__name__
+    return str(tp).replace("typing.", "")
+
+
+def _check_type(what: str, value: Any, tp: Any) -> None:
+    """Reject values of the wrong type (YAML makes it easy to write 'four' or 1.5 for an int)."""
+    if tp is Any:
+        return
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(tp):
+            try:
+                _check_type(what, value, option)
+                return
+            except ConfigError:
+                continue
+        raise ConfigError(f"{what} must be {_type_name(tp)}, got {value!r}")
+    if tp is type(None):
+        if value is not None:
+            raise ConfigError(f"{what} must be None, got {value!r}")
+        return
+    if origin in (list, tuple):
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{what} must be a list, got {value!r}")
+        args = typing.get_args(tp)
+        if args:
+            for v in value:
+                _check_type(what, v, args[0])
+        return
+    if tp is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(tp, type):
+        ok = isinstance(value, tp)
+    else:
+        ok = True
+    if not ok:
+        raise ConfigError(f"{what} must be {_type_name(tp)}, got {value!r}")

@@ -1,0 +1,109 @@
+"""Tidy results: one row per (cell, evaluation length), written as CSV, summarised as tables."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from lengen.io import atomic_write_text
+
+# the columns every results.csv starts with, in this order (downstream tools rely on the names)
+KEY_COLUMNS = ["experiment", "task", "scheme", "k", "window", "seed", "train_min_len", "train_max_len",
+               "eval_len", "accuracy", "n_eval"]
+
+
+def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    extra: list[str] = []
+    for row in rows:
+        extra += [c for c in row if c not in KEY_COLUMNS and c not in extra]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=KEY_COLUMNS + extra, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    atomic_write_text(path, buf.getvalue())
+
+
+def read_csv(path: Path) -> list[dict[str, Any]]:
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        for key, value in row.items():
+            row[key] = _parse(value)
+    return rows
+
+
+def _parse(value: str) -> Any:
+    if value == "":
+        return None
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return {"True": True, "False": False}.get(value, value)
+
+
+def series_key(row: dict[str, Any], varying: Iterable[str]) -> tuple[Any, ...]:
+    return tuple(row.get(c) for c in varying)
+
+
+def varying_columns(rows: Sequence[dict[str, Any]], candidates: Sequence[str]) -> list[str]:
+    """The candidate columns that take more than one value in ``rows`` (what distinguishes a line)."""
+    return [c for c in candidates if len({str(r.get(c)) for r in rows}) > 1]
+
+
+def label_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
+    skip = set(KEY_COLUMNS) | {"exact_match", "train_steps", "train_accuracy", "stopped_early", "train_wall_s",
+                               "token_accuracy", "cell"}
+    extra = [c for c in rows[0] if c not in skip] if rows else []
+    cols = varying_columns(rows, ["task", "scheme", "k", "window", *extra])
+    return cols or ["scheme"]
+
+
+def mean_over_seeds(rows: Sequence[dict[str, Any]], value: str = "accuracy") -> dict[tuple[Any, ...], dict[int, list[float]]]:
+    """{series: {eval_len: [value per seed]}} with series named by the label columns."""
+    cols = label_columns(rows)
+    out: dict[tuple[Any, ...], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        out[series_key(r, cols)][int(r["eval_len"])].append(float(r[value]))
+    return out
+
+
+def format_table(rows: Sequence[dict[str, Any]], value: str = "accuracy") -> str:
+    """A plain-text table: one line per series, one column per eval length, mean over seeds."""
+    if not rows:
+        return "(no results)"
+    cols = label_columns(rows)
+    data = mean_over_seeds(rows, value)
+    lengths = sorted({int(r["eval_len"]) for r in rows})
+    seeds = len({r["seed"] for r in rows})
+    header = [*cols, *[f"L={n}" for n in lengths]]
+    lines = []
+    for key in sorted(data, key=lambda k: tuple(str(x) for x in k)):
+        cells = [str(x) for x in key]
+        for n in lengths:
+            vals = data[key].get(n, [])
+            cells.append(f"{sum(vals) / len(vals):.3f}" if vals else "-")
+        lines.append(cells)
+    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    title = f"{value} (mean over {seeds} seed{'s' if seeds > 1 else ''}), by evaluation length"
+    return "\n".join([title, fmt.format(*header), *(fmt.format(*line) for line in lines)])
+
+
+def markdown_table(rows: Sequence[dict[str, Any]], value: str = "accuracy") -> str:
+    text = format_table(rows, value).splitlines()
+    header, body = text[1].split(), [line.split() for line in text[2:]]
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(cells) + " |" for cells in body]
+    return "\n".join(out)
+
+
+def finite(x: Any) -> bool:
+    return isinstance(x, int | float) and math.isfinite(x)

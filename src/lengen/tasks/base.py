@@ -1,0 +1,135 @@
+"""The task interface: a seeded, vectorized sampler of batches that know their own ground truth.
+
+A task is a dataclass of parameters with one method, ``sample(rng, batch, length)``. ``length`` is the
+task's natural size (the number of input tokens for planted tasks, the number of items for algorithmic
+ones); the sequence the model sees may be a few tokens longer (query, answer, separators).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from lengen.errors import ConfigError
+from lengen.registry import Registry
+
+IGNORE = -100  # target value of positions that are not scored (torch's cross_entropy default)
+
+
+@dataclass
+class Batch:
+    """One batch, every sample of the same length.
+
+    ``targets[b, t]`` is the token the model must predict after reading ``tokens[b, : t + 1]``
+    (so it equals ``tokens[b, t + 1]`` where scored) and ``IGNORE`` elsewhere.
+    ``answer_index[b, a]`` is the index ``t`` of the a-th answer prediction; ``dependencies[b, a]``
+    lists the input positions (indices into ``tokens``) that this answer depends on, padded with -1.
+    """
+
+    tokens: torch.Tensor  # [B, T] long
+    targets: torch.Tensor  # [B, T] long, IGNORE where not scored
+    position_ids: torch.Tensor  # [B, T] long, plain 0..T-1 unless the task says otherwise
+    answer_index: torch.Tensor  # [B, A] long
+    dependencies: torch.Tensor  # [B, A, D] long, -1 padded
+    prompt_length: int  # tokens before the first answer token (for generation)
+    coupled_ids: torch.Tensor | None = None  # [B, T] long, for position coupling
+
+    @property
+    def answer_mask(self) -> torch.Tensor:
+        return self.targets != IGNORE
+
+    def answers(self) -> torch.Tensor:
+        """The answer tokens, [B, A]."""
+        return torch.gather(self.targets, 1, self.answer_index)
+
+    def to(self, device: torch.device | str) -> Batch:
+        moved: dict[str, Any] = {
+            f.name: (v.to(device) if isinstance(v, torch.Tensor) else v)
+            for f in dataclasses.fields(self)
+            for v in [getattr(self, f.name)]
+        }
+        return Batch(**moved)
+
+
+class Task:
+    """Base class of all tasks. Subclasses are dataclasses registered with ``@register_task``."""
+
+    name: ClassVar[str] = ""
+
+    @property
+    def vocab_size(self) -> int:
+        raise NotImplementedError
+
+    def min_length(self) -> int:
+        """The smallest ``length`` this task can sample."""
+        return 1
+
+    def check_length(self, length: int) -> None:
+        if length < self.min_length():
+            raise ConfigError(
+                f"task {self.name}: length {length} is too short (needs at least {self.min_length()})"
+            )
+
+    def sample(self, rng: np.random.Generator, batch: int, length: int) -> Batch:
+        raise NotImplementedError
+
+    def recompute_answer(self, batch: Batch) -> torch.Tensor:
+        """Recompute every answer from the tokens at its dependency set alone, [B, A].
+
+        The property tests compare this with ``batch.answers()``; it is the definition of what
+        "depends on" means for the task.
+        """
+        raise NotImplementedError
+
+    def token_names(self) -> list[str]:
+        """Human-readable name of every token id (for printing samples)."""
+        return [str(i) for i in range(self.vocab_size)]
+
+    def describe(self, batch: Batch, index: int = 0) -> str:
+        names = self.token_names()
+        return " ".join(names[int(t)] for t in batch.tokens[index])
+
+
+def random_subsets(rng: np.random.Generator, batch: int, population: int, size: int) -> np.ndarray:
+    """``size`` distinct sorted integers from ``range(population)`` for each of ``batch`` rows."""
+    keys = rng.random((batch, population))
+    return np.sort(np.argpartition(keys, size - 1, axis=1)[:, :size] if size < population
+                   else np.argsort(keys, axis=1), axis=1)
+
+
+def make_batch(
+    tokens: np.ndarray,
+    answer_index: np.ndarray,
+    dependencies: np.ndarray,
+    prompt_length: int,
+    coupled_ids: np.ndarray | None = None,
+) -> Batch:
+    """Assemble a Batch from numpy arrays; targets are derived from tokens and answer positions."""
+    b, t = tokens.shape
+    tok = torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.int64))
+    ans = torch.from_numpy(np.ascontiguousarray(answer_index, dtype=np.int64))
+    targets = torch.full((b, t), IGNORE, dtype=torch.long)
+    targets.scatter_(1, ans, torch.gather(tok, 1, ans + 1))
+    return Batch(
+        tokens=tok,
+        targets=targets,
+        position_ids=torch.arange(t, dtype=torch.long).expand(b, t).contiguous(),
+        answer_index=ans,
+        dependencies=torch.from_numpy(np.ascontiguousarray(dependencies, dtype=np.int64)),
+        prompt_length=prompt_length,
+        coupled_ids=None if coupled_ids is None else torch.from_numpy(
+            np.ascontiguousarray(coupled_ids, dtype=np.int64)),
+    )
+
+
+TASKS: Registry[Task] = Registry("task")
+register_task = TASKS.register
+
+
+def make_task(name: str, **params: Any) -> Task:
+    """Build a registered task from its name and parameters (validated)."""
+    return TASKS.create(name, **params)

@@ -1,0 +1,28 @@
+"""sparse_parity: XOR of k planted bits among background noise (the paper's k-sparse planted task)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lengen.registry import param
+from lengen.tasks.base import register_task
+from lengen.tasks.planted import _PlantedBase, sum_mod
+
+
+@register_task("sparse_parity")
+@dataclass
+class SparseParity(_PlantedBase):
+    """XOR of k planted bits hidden among background noise tokens (bits recognisable by content)."""
+
+    k: int = param(2, "number of planted bits the answer depends on")
+    k_max: int | None = param(None, "if set, each sample draws k uniformly from k..k_max")
+    noise_vocab: int = param(8, "number of distinct background tokens")
+    window: int | None = param(None, "planted bits fall in a random window of this width (None: anywhere)")
+
+    def __post_init__(self) -> None:
+        self._validate()
+
+    def answer_of(self, symbols: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        return sum_mod(symbols, valid, 2)

@@ -1,0 +1,199 @@
+"""Training on short sequences: AdamW, warmup + cosine decay, one random length per step.
+
+Determinism: all data comes from a numpy generator seeded by the cell's seed, id augmentations from
+a seeded torch generator, initialisation from torch's seeded global RNG. A checkpoint stores all of
+them, so ``resume`` continues exactly where an uninterrupted run would be.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from lengen.checkpoint import find_checkpoint, load_optimizer, load_weights, read_state, save_checkpoint
+from lengen.config import Cell
+from lengen.errors import LengenError, TrainingDiverged
+from lengen.model import Transformer
+from lengen.tasks import Batch
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise LengenError("train.device is cuda but no CUDA device is available")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def model_ids(batch: Batch, which: str) -> torch.Tensor:
+    """The position ids the model consumes: plain 0..T-1, or the task's coupled ids."""
+    if which == "coupled":
+        if batch.coupled_ids is None:
+            raise LengenError("train.ids is 'coupled' but this task defines no coupled ids")
+        return batch.coupled_ids
+    return batch.position_ids
+
+
+def answer_logits(model: Transformer, batch: Batch, ids: torch.Tensor) -> torch.Tensor:
+    """Logits at the answer positions only, [B, A, vocab] (the LM head runs on those rows alone)."""
+    hidden = model.hidden(batch.tokens, ids)
+    index = batch.answer_index[:, :, None].expand(-1, -1, hidden.shape[-1])
+    return model.head(torch.gather(hidden, 1, index)).float()
+
+
+def answer_loss(model: Transformer, batch: Batch, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Cross-entropy on the answer tokens; returns (loss, correct count, scored count), no host sync."""
+    logits = answer_logits(model, batch, ids)
+    targets = batch.answers()
+    loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+    correct = (logits.argmax(-1) == targets).sum()
+    return loss, correct, int(targets.numel())
+
+
+def lr_at(step: int, cfg: Any) -> float:
+    """Linear warmup to ``lr``, then cosine decay to 10% of it at the end of the step budget."""
+    if step < cfg.warmup:
+        return float(cfg.lr * (step + 1) / cfg.warmup)
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return float(cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))))
+
+
+@dataclass
+class TrainResult:
+    model: Transformer
+    steps: int  # optimizer steps taken in total
+    train_accuracy: float  # answer accuracy over the last check window
+    stopped_early: bool  # reached target_accuracy before the step budget
+    wall_s: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def _rng_state(rng: np.random.Generator, gen: torch.Generator) -> dict[str, Any]:
+    return {"numpy": rng.bit_generator.state, "torch_gen": gen.get_state().tolist(),
+            "torch_global": torch.get_rng_state().tolist()}
+
+
+def _restore_rng(state: dict[str, Any], rng: np.random.Generator, gen: torch.Generator) -> None:
+    rng.bit_generator.state = state["numpy"]
+    gen.set_state(torch.tensor(state["torch_gen"], dtype=torch.uint8))
+    torch.set_rng_state(torch.tensor(state["torch_global"], dtype=torch.uint8))
+
+
+def train(cell: Cell, out_dir: Path | None = None, resume: bool = False, progress: bool = True,
+          stop_after: int | None = None) -> TrainResult:
+    """Train the cell's model. With ``out_dir``, checkpoints go to ``out_dir/checkpoint``.
+
+    ``resume`` continues from that checkpoint when one exists. ``stop_after`` ends the run after that
+    many steps in total, as an interruption would (tests use it to check resume).
+    """
+    cfg = cell.train
+    cfg.validate()
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    task = cell.build_task()
+    cell.model.vocab_size = task.vocab_size
+
+    torch.manual_seed(cell.seed)
+    model = Transformer(cell.model)
+    rng = np.random.default_rng([cell.seed, 0])
+    gen = torch.Generator().manual_seed(cell.seed + 1)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "positions." not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "positions." not in n)]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
+    step, history, elapsed = 0, [], 0.0
+    partial = [0.0, 0.0, 0]  # loss sum, correct count, scored count of the unfinished check window
+    ckpt_dir = None if out_dir is None else Path(out_dir) / "checkpoint"
+    if resume and ckpt_dir is not None and (found := find_checkpoint(ckpt_dir)) is not None:
+        state = read_state(found)
+        if state.get("cell") != cell.to_dict():
+            raise LengenError(f"cannot resume from {found}: it was written by a different configuration")
+        load_weights(found, model)
+        load_optimizer(found, optimizer, state)
+        _restore_rng(state["rng"], rng, gen)
+        step, history, elapsed, partial = state["step"], state["history"], state["wall_s"], state["window"]
+        if state.get("finished"):
+            model.eval()
+            return TrainResult(model, step, state["train_accuracy"], state["stopped_early"], elapsed, history)
+    model.to(device)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else None
+    loss_sum = torch.tensor(float(partial[0]), device=device)
+    correct_sum = torch.tensor(float(partial[1]), device=device)
+    scored = int(partial[2])
+    accuracy, stopped = (history[-1]["accuracy"] if history else float("nan")), False
+    start = time.perf_counter()
+
+    def checkpoint(finished: bool) -> None:
+        if ckpt_dir is None:
+            return
+        save_checkpoint(ckpt_dir, model, optimizer, {
+            "cell": cell.to_dict(), "step": step, "rng": _rng_state(rng, gen), "history": history,
+            "window": [float(loss_sum), float(correct_sum), scored],
+            "wall_s": elapsed + time.perf_counter() - start,
+            "finished": finished, "train_accuracy": accuracy, "stopped_early": stopped,
+        })
+
+    model.train()
+    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, leave=False, dynamic_ncols=True,
+               desc=f"{cell.scheme.label} {cell.grid_values} seed {cell.seed}")
+    while step < cfg.steps:
+        length = int(rng.integers(cfg.min_len, cfg.max_len + 1))
+        batch = task.sample(rng, cfg.batch_size, length)
+        # ids are rewritten on the CPU, where the seeded generator lives, then moved with the batch
+        batch.position_ids = model.prepare_ids(model_ids(batch, cfg.ids), gen)
+        batch = batch.to(device)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        with autocast if autocast is not None else contextlib.nullcontext():
+            loss, correct, count = answer_loss(model, batch, batch.position_ids)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        step += 1
+        loss_sum += loss.detach()
+        correct_sum += correct
+        scored += count
+        bar.update(1)
+        window_steps = step - (history[-1]["step"] if history else 0)
+        if step % cfg.check_every == 0 or step == cfg.steps:
+            mean_loss = float(loss_sum) / window_steps  # the only host sync, once per check window
+            accuracy = float(correct_sum) / max(1, scored)
+            if not math.isfinite(mean_loss):
+                raise TrainingDiverged(f"loss became {mean_loss} by step {step} (lr {lr_at(step - 1, cfg):.2g}); "
+                                       f"lower train.lr or raise train.warmup")
+            history.append({"step": step, "loss": mean_loss, "accuracy": accuracy})
+            bar.set_postfix(loss=f"{mean_loss:.3f}", acc=f"{accuracy:.3f}")
+            loss_sum.zero_()
+            correct_sum.zero_()
+            scored = 0
+            if cfg.target_accuracy is not None and accuracy >= cfg.target_accuracy:
+                stopped = step < cfg.steps
+                break
+        if step % cfg.checkpoint_every == 0 and step < cfg.steps:
+            checkpoint(False)
+        if stop_after is not None and step >= stop_after:
+            bar.close()
+            checkpoint(False)
+            raise KeyboardInterrupt
+    bar.close()
+    checkpoint(True)
+    model.eval()
+    return TrainResult(model, step, accuracy, stopped, elapsed + time.perf_counter() - start, history)
+
+
+def replace_train(cell: Cell, **changes: Any) -> Cell:
+    """A copy of ``cell`` with some training settings changed."""
+    return dataclasses.replace(cell, train=dataclasses.replace(cell.train, **changes))

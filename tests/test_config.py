@@ -1,0 +1,72 @@
+"""Configuration errors are caught up front, each as one line that names the problem."""
+
+import pytest
+from helpers import tiny_experiment
+
+from lengen.cli import main
+from lengen.config import load_experiment, parse_experiment
+from lengen.errors import ConfigError
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"task": "sparse_parityy"}, "unknown task 'sparse_parityy' (did you mean 'sparse_parity'?)"),
+    ({"schemes": ["ropee"]}, "unknown position scheme 'ropee' (did you mean 'rope'?)"),
+    ({"grid": {"k": [12]}}, "train.min_len = 4 is shorter than the task needs (12"),
+    ({"grid": {"k": [3]}, "task_args": {"window": 2}}, "window (2) is smaller than k (3)"),
+    ({"train": {"steps": 0}}, "train: steps must be a positive integer, got 0"),
+    ({"train": {"steps": -5}}, "train: steps must be a positive integer"),
+    ({"train": {"min_len": 9}}, "min_len (9) is larger than max_len (8)"),
+    ({"train": {"stepz": 9}}, "train: unknown key 'stepz' (did you mean 'steps'?)"),
+    ({"eval": {"lengths": []}}, "eval: lengths is empty"),
+    ({"eval": {"lengths": [2]}, "grid": {"k": [3]}}, "eval lengths [2] are shorter"),
+    ({"model": {"d_model": 30, "n_heads": 4}}, "divisible"),
+    ({"model": {"position": "rope"}}, "set position schemes under 'schemes'"),
+    ({"seeds": ["a"]}, "seeds must be a list of integers"),
+    ({"grid": {"k": []}}, "grid.k must be a non-empty list"),
+    ({"exp": 1}, "unknown key 'exp'"),
+    ({"schemes": [{"position": "learned", "position_args": {"max_position": 10}}]},
+     "eval length 16 needs position ids up to"),
+    ({"schemes": ["nope", "nope"]}, "scheme labels must be unique"),
+])
+def test_bad_experiment_gives_one_clear_error(overrides, message):
+    with pytest.raises(ConfigError) as err:
+        parse_experiment(tiny_experiment(**overrides))
+    assert message in str(err.value), str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_bad_yaml_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("task: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML at line"):
+        load_experiment(bad)
+    with pytest.raises(ConfigError, match="experiment file not found"):
+        load_experiment(tmp_path / "missing.yaml")
+    not_mapping = tmp_path / "list.yaml"
+    not_mapping.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_experiment(not_mapping)
+
+
+def test_yaml_is_never_executed(tmp_path):
+    evil = tmp_path / "evil.yaml"
+    evil.write_text("task: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_experiment(evil)
+
+
+def test_cli_prints_one_error_line_and_exits_2(tmp_path, capsys):
+    code = main(["train", "--task-arg", "k=30", "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("lengen: error:") and "shorter than the task needs" in err
+
+
+def test_grid_expands_schemes_seeds_and_task_parameters():
+    cfg = parse_experiment(tiny_experiment(grid={"k": [1, 2], "window": [None, 4]}, schemes=["nope", "rope"],
+                                           seeds=[0, 1, 2]))
+    cells = cfg.cells()
+    assert len(cells) == 2 * 2 * 2 * 3
+    assert len({c.key for c in cells}) == len(cells)
+    assert {c.task_args["k"] for c in cells} == {1, 2}
+    assert all(c.task_args["noise_vocab"] == 4 for c in cells)

@@ -1,0 +1,132 @@
+"""Model and position-scheme properties: causality, shift invariance, cache equivalence, id handling."""
+
+import pytest
+import torch
+
+from lengen.errors import ConfigError
+from lengen.model import KVCache, ModelConfig, Transformer
+from lengen.positions import SCHEMES
+
+SCHEME_ARGS = {name: {} for name in SCHEMES.names()}
+SCHEME_ARGS["randomized_rope"] = {"base": "rope"}
+
+
+def build(name: str, **model_args) -> Transformer:
+    position = "randomized" if name == "randomized_rope" else name
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig(vocab_size=13, position=position, position_args=SCHEME_ARGS[name], **model_args))
+    with torch.no_grad():  # zero-initialised tables (T5) would make the properties trivially true
+        for p in model.positions.parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    return model.eval()
+
+
+def ids_for(model: Transformer, b: int, t: int, start: int = 0) -> torch.Tensor:
+    ids = torch.arange(start, start + t).expand(b, t)
+    return model.prepare_ids(ids, torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("name", sorted(SCHEME_ARGS))
+@pytest.mark.parametrize("model_args", [{}, {"norm": "rmsnorm", "mlp": "swiglu"}])
+def test_changing_a_later_token_never_changes_an_earlier_output(name, model_args):
+    model = build(name, **model_args)
+    x = torch.randint(0, 13, (4, 24))
+    ids = ids_for(model, 4, 24)
+    y = model(x, ids)
+    for cut in (1, 11, 23):
+        x2 = x.clone()
+        x2[:, cut:] = (x2[:, cut:] + 1 + torch.randint(0, 11, x2[:, cut:].shape)) % 13
+        y2 = model(x2, ids)
+        assert torch.allclose(y[:, :cut], y2[:, :cut], atol=1e-5)
+        assert not torch.allclose(y[:, cut:], y2[:, cut:], atol=1e-5)
+
+
+@pytest.mark.parametrize("name", [n for n in SCHEMES.names() if SCHEMES.get_class(n).shift_invariant])
+def test_relative_schemes_are_invariant_to_shifting_all_ids(name):
+    model = build(name)
+    x = torch.randint(0, 13, (3, 20))
+    ids = torch.arange(20).expand(3, 20)
+    base = model(x, ids)
+    for shift in (1, 37, 500):
+        assert torch.allclose(model(x, ids + shift), base, atol=2e-4), shift
+
+
+def test_relative_schemes_are_the_expected_ones():
+    relative = {n for n in SCHEMES.names() if SCHEMES.get_class(n).shift_invariant}
+    assert relative == {"nope", "rope", "alibi", "t5_bias"}
+
+
+@pytest.mark.parametrize("name", ["learned", "sinusoidal", "fire"])
+def test_absolute_schemes_see_the_shift(name):
+    model = build(name)
+    x = torch.randint(0, 13, (3, 20))
+    ids = torch.arange(20).expand(3, 20)
+    assert not torch.allclose(model(x, ids + 37), model(x, ids), atol=1e-4)
+
+
+@pytest.mark.parametrize("name", sorted(SCHEME_ARGS))
+def test_incremental_decoding_with_cache_equals_full_forward(name):
+    model = build(name)
+    x = torch.randint(0, 13, (2, 19))
+    ids = ids_for(model, 2, 19)
+    full = model(x, ids)
+    cache = KVCache()
+    pieces = [model(x[:, :7], ids[:, :7], cache)]
+    pieces.append(model(x[:, 7:10], ids[:, 7:10], cache))  # several tokens at once after a prefix
+    pieces += [model(x[:, t : t + 1], ids[:, t : t + 1], cache) for t in range(10, 19)]
+    assert torch.allclose(torch.cat(pieces, 1), full, atol=1e-5)
+
+
+def test_custom_ids_flow_through_every_scheme():
+    """Coupled ids repeat values and need not increase; every scheme must accept them."""
+    ids = torch.tensor([[0, 1, 2, 3, 1, 2, 3, 4]])
+    x = torch.randint(0, 13, (1, 8))
+    for name in SCHEME_ARGS:
+        model = build(name)
+        out = model(x, model.prepare_ids(ids, torch.Generator().manual_seed(0)))
+        assert out.shape == (1, 8, 13) and torch.isfinite(out).all()
+
+
+def test_learned_random_offset_shifts_ids_in_training_only():
+    model = Transformer(ModelConfig(vocab_size=5, position="learned",
+                                    position_args={"max_position": 64, "random_offset": True}))
+    ids = torch.arange(10).expand(500, 10)
+    model.train()
+    shifted = model.prepare_ids(ids, torch.Generator().manual_seed(0))
+    offsets = shifted[:, 0]
+    assert torch.equal(shifted - offsets[:, None], ids)  # one offset per sample, spacing kept
+    assert offsets.min() == 0 and offsets.max() == 54 and shifted.max() < 64
+    model.eval()
+    assert torch.equal(model.prepare_ids(ids, torch.Generator().manual_seed(0)), ids)
+
+
+def test_randomized_ids_keep_order_and_ties():
+    model = Transformer(ModelConfig(vocab_size=5, position="randomized", position_args={"max_position": 100}))
+    ids = torch.tensor([[0, 1, 2, 2, 3, 7]]).expand(50, 6)
+    out = model.prepare_ids(ids, torch.Generator().manual_seed(1))
+    assert (out[:, 1:] >= out[:, :-1]).all() and torch.equal(out[:, 2], out[:, 3])
+    assert (out[:, 4] < out[:, 5]).all() and out.max() < 100
+    assert len({tuple(r) for r in out.tolist()}) > 40  # different draws per sample
+
+
+def test_learned_table_overflow_is_a_clear_error():
+    model = Transformer(ModelConfig(vocab_size=5, position="learned", position_args={"max_position": 16}))
+    with pytest.raises(ConfigError, match="exceeds its table of 16 positions"):
+        model(torch.zeros(1, 20, dtype=torch.long), torch.arange(20)[None])
+
+
+@pytest.mark.parametrize("cfg,message", [
+    ({"d_model": 30, "n_heads": 4}, "divisible"),
+    ({"norm": "batchnorm"}, "unknown norm"),
+    ({"position": "alibii"}, "did you mean 'alibi'"),
+    ({"position": "rope", "position_args": {"thetaa": 3.0}}, "unknown parameter 'thetaa'"),
+])
+def test_bad_model_config_is_a_clear_error(cfg, message):
+    with pytest.raises(ConfigError, match=message):
+        Transformer(ModelConfig(vocab_size=5, **cfg))
+
+
+def test_flops_per_token_counts_the_matmuls():
+    model = Transformer(ModelConfig(vocab_size=100, d_model=64, n_layers=2, n_heads=4))
+    # 2 layers x (4 d^2 attention + 8 d^2 MLP + T d attention scores) + d V head, x2 FLOPs per MAC
+    assert model.flops_per_token(32) == 2 * (2 * (12 * 64 * 64 + 32 * 64) + 64 * 100)
