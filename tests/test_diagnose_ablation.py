@@ -10,7 +10,9 @@ from lengen.diagnose.ablation import (
     AblationConfig,
     DependencyEstimate,
     estimate_dependencies,
+    estimate_shared_rows,
     replacement_tokens,
+    substitution_table,
     truncation_grid,
     truncation_profile,
 )
@@ -116,9 +118,10 @@ def test_unablatable_positions_are_never_in_the_set() -> None:
 
 
 def test_replacements_skip_the_token_itself() -> None:
-    tokens = torch.tensor([[0, 1, 2, 3]])
-    reps = replacement_tokens(tokens, torch.tensor([1, 0, 2]), 2)
-    assert reps[0].tolist() == [[1, 2], [0, 2], [1, 0], [1, 0]]
+    tokens = torch.tensor([[0, 1, 2, 3, 4]])
+    table = substitution_table(5, torch.tensor([1, 0, 2]), 2, classes=[[3, 4]])
+    reps = replacement_tokens(tokens, table)
+    assert reps[0].tolist() == [[1, 2], [0, 2], [1, 0], [4, 4], [3, 3]]
     assert bool((reps != tokens[:, :, None]).all())
 
 
@@ -135,3 +138,50 @@ def test_truncation_profile_drops_when_a_dependency_is_cut() -> None:
 def test_bad_config_is_rejected() -> None:
     with pytest.raises(ConfigError, match="share"):
         AblationConfig(share=1.5).validate()
+
+
+class EveryPositionXor(nn.Module):
+    """At every position p, predicts from the parity of the bits at p - a and p - b (when inside the row)."""
+
+    def __init__(self, a: int, b: int) -> None:
+        super().__init__()
+        self.a, self.b = a, b
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        sign = (tokens == BIT1).float() - (tokens == BIT0).float()  # [B, L]
+        length = tokens.shape[1]
+        out = torch.zeros(tokens.shape[0], length, V)
+        for p in range(length):
+            if p - self.a >= 0 and p - self.b >= 0:
+                prod = sign[:, p - self.a] * sign[:, p - self.b]
+                out[:, p, BIT1], out[:, p, BIT0] = 6 * prod, -6 * prod
+        return out
+
+
+def test_shared_rows_match_single_row_exhaustive_ablation() -> None:
+    """One ablation pass per position serves all S scored predictions: the result per prediction must
+    equal ablating that prediction's own context exhaustively, and find its two true positions."""
+    model = EveryPositionXor(1, 4)
+    g = torch.Generator().manual_seed(3)
+    tokens = torch.randint(BIT0, BIT1 + 1, (2, 12), generator=g)  # every position holds a bit
+    s = 5
+    with torch.no_grad():
+        targets = torch.stack([model(tokens)[:, p].argmax(-1) for p in range(12 - s, 12)], dim=1)
+    baseline = torch.tensor([0, 1, 2])
+    cfg = AblationConfig(replacements=1)
+    shared = estimate_shared_rows(lambda x, m: model(x)[:, -m:], tokens, targets, torch.ones_like(tokens, dtype=torch.bool),
+                                  baseline, cfg)
+    assert shared.k.shape == (2 * s,) and shared.forward_rows == 2 + 2 * 12
+    for i in range(2):
+        for q in range(s):
+            p = 12 - s + q
+            prefix = tokens[i:i + 1, : p + 1]
+            single = estimate_dependencies(lambda x: model(x), prefix, targets[i:i + 1, q],
+                                           torch.ones_like(prefix, dtype=torch.bool), baseline,
+                                           AblationConfig(replacements=1, screen="none", max_ablations=64))
+            row = i * s + q
+            assert int(shared.k[row]) == int(single.k[0]) == 2
+            assert sorted(shared.distances()[row]) == sorted(single.distances()[0]) == [1, 4]
+            own = shared.effects[row, 12 - 1 - p:]
+            assert torch.allclose(own, single.effects[0], equal_nan=True)
+            assert bool(torch.isnan(shared.effects[row, : 12 - 1 - p]).all())

@@ -10,14 +10,15 @@ from lengen.tasks import IGNORE, TASKS, make_task
 CONFIGS = [
     ("sparse_parity", {"k": 1}),
     ("sparse_parity", {"k": 3, "window": 5}),
-    ("sparse_parity", {"k": 2, "k_max": 6, "noise_vocab": 3}),
+    ("sparse_parity", {"k": 6, "k_min": 2, "noise_vocab": 3}),
     ("planted", {"k": 3, "function": "sum_mod", "alphabet": 5}),
     ("planted", {"k": 4, "function": "majority", "alphabet": 3}),
-    ("planted", {"k": 3, "k_max": 5, "function": "first"}),
-    ("planted", {"k": 3, "k_max": 5, "function": "last", "window": 7}),
+    ("planted", {"k": 5, "k_min": 3, "function": "first"}),
+    ("planted", {"k": 5, "k_min": 3, "function": "last", "window": 7}),
     ("planted", {"k": 3, "function": "lookup", "alphabet": 4}),
     ("offset_parity", {"k": 1}),
     ("offset_parity", {"k": 4, "span": 12}),
+    ("offset_parity", {"k": 3, "span": 9, "k_min": 1}),
 ]
 
 
@@ -77,7 +78,7 @@ def test_sparse_parity_respects_k_and_window(k, window):
 
 
 def test_variable_k_draws_every_value():
-    task = make_task("sparse_parity", k=2, k_max=5)
+    task = make_task("sparse_parity", k=5, k_min=2)
     batch = task.sample(np.random.default_rng(4), 2000, 20)
     ks = (batch.dependencies[:, 0] >= 0).sum(1)
     assert set(ks.tolist()) == {2, 3, 4, 5}
@@ -111,6 +112,17 @@ def test_offset_parity_dependencies_are_marker_plus_offsets():
     assert local.offsets.tolist() == [1, 2, 3]
 
 
+def test_offset_parity_curriculum_query_says_how_many_bits():
+    task = make_task("offset_parity", k=3, span=9, k_min=1)
+    batch = task.sample(np.random.default_rng(9), 600, 20)
+    query = batch.tokens[:, 20]
+    n_bits = (batch.dependencies[:, 0, 1:] >= 0).sum(1)
+    assert torch.equal(query - 2, n_bits) and set(n_bits.tolist()) == {1, 2, 3}
+    # the bits used are always the first offsets
+    deps = batch.dependencies[:, 0]
+    assert torch.equal(deps[:, 1][n_bits >= 1] - deps[:, 0][n_bits >= 1], torch.ones(600, dtype=torch.long))
+
+
 @pytest.mark.parametrize("name,args", CONFIGS)
 def test_same_seed_same_batch_other_seed_other_batch(name, args):
     task = make_task(name, **args)
@@ -125,11 +137,11 @@ def test_same_seed_same_batch_other_seed_other_batch(name, args):
 @pytest.mark.parametrize("name,args,message", [
     ("sparse_parity", {"k": 0}, "k must be >= 1"),
     ("sparse_parity", {"k": 3, "window": 2}, "window (2) is smaller than k (3)"),
-    ("sparse_parity", {"k": 3, "k_max": 2}, "k_max (2) must be >= k (3)"),
+    ("sparse_parity", {"k": 3, "k_min": 4}, "k_min (4) must be between 1 and k (3)"),
     ("sparse_parity", {"k": "four"}, "parameter 'k' must be int"),
     ("sparse_parity", {"kk": 2}, "unknown parameter 'kk' (did you mean 'k'?)"),
     ("planted", {"function": "median"}, "unknown function 'median'"),
-    ("planted", {"k": 2, "k_max": 3, "function": "lookup"}, "needs a fixed k"),
+    ("planted", {"k": 3, "k_min": 2, "function": "lookup"}, "needs a fixed k"),
     ("offset_parity", {"k": 4, "span": 3}, "span (3) is smaller than k (4)"),
     ("no_such_task", {}, "unknown task 'no_such_task'"),
 ])

@@ -33,6 +33,7 @@ from lengen.positions import Dims, make_scheme
 from lengen.tasks import TASKS, Task, make_task
 
 IDS = ("plain", "coupled")
+EVAL_MODES = ("auto", "teacher", "generate")
 
 
 @dataclass
@@ -50,8 +51,12 @@ class TrainConfig:
     check_every: int = 50
     checkpoint_every: int = 500
     ids: str = "plain"  # which ids the model consumes: the plain 0..T-1 or the task's coupled ids
+    position_loss_weight: float = 1.0  # PPC: weight of the next-position-id loss (models with a position head)
     threads: int | None = None  # torch threads in this process (None: leave torch's default)
     device: str = "auto"  # auto: cuda when available, else cpu
+    # torch.compile the loss forward: ~1.05x on this 2-core CPU for ~10 s of compiling per run, so off
+    # by default (docs/performance.md); worth trying for larger models or on a GPU
+    compile: bool = False
 
     def validate(self) -> None:
         for name in ("steps", "batch_size", "check_every", "checkpoint_every", "min_len", "max_len"):
@@ -65,6 +70,8 @@ class TrainConfig:
             raise ConfigError(f"train: warmup must be >= 0, got {self.warmup}")
         if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
             raise ConfigError(f"train: target_accuracy must be in (0, 1], got {self.target_accuracy}")
+        if self.position_loss_weight < 0:
+            raise ConfigError(f"train: position_loss_weight must be >= 0, got {self.position_loss_weight}")
         if self.ids not in IDS:
             raise ConfigError(f"train: ids must be one of {', '.join(IDS)}, got {self.ids!r}")
         if self.threads is not None and self.threads < 1:
@@ -78,8 +85,17 @@ class EvalConfig:
     lengths: list[int] = field(default_factory=lambda: [10, 20, 40, 80, 160])
     samples: int = 512
     seed: int = 12345  # evaluation data is drawn from its own stream, never from training's
+    # task parameters changed for evaluation, e.g. {k_min: null} to score a model trained on a range
+    # of k at its largest k only
+    task_args: dict[str, Any] = field(default_factory=dict)
+    # teacher: teacher-forced scoring; generate: greedy decoding with a KV cache; auto: generate for tasks
+    # with multi-token answers, teacher otherwise
+    mode: str = "auto"
+    restrict_ids: bool = True  # PPC decoding: only ids that occur in the prompt may be predicted
 
     def validate(self) -> None:
+        if self.mode not in EVAL_MODES:
+            raise ConfigError(f"eval: mode must be one of {', '.join(EVAL_MODES)}, got {self.mode!r}")
         if not self.lengths:
             raise ConfigError("eval: lengths is empty")
         if any(n < 1 for n in self.lengths):
@@ -93,6 +109,10 @@ class SchemeSpec:
     position: str
     position_args: dict[str, Any] = field(default_factory=dict)
     label: str = ""
+    # per-scheme overrides of the experiment's model and train sections (e.g. PPC: a position head,
+    # coupled ids): {position_head: true} / {ids: coupled}
+    model: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.label:
@@ -124,6 +144,9 @@ class Cell:
     def build_task(self) -> Task:
         return make_task(self.task, **self.task_args)
 
+    def build_eval_task(self) -> Task:
+        return make_task(self.task, **{**self.task_args, **self.eval.task_args})
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "experiment": self.experiment,
@@ -153,6 +176,17 @@ class Cell:
 
 
 @dataclass
+class TaskSpec:
+    """One task of a multi-task experiment, with its own overrides of the train and eval sections."""
+
+    task: str
+    task_args: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+    eval: dict[str, Any] = field(default_factory=dict)
+    skip_schemes: list[str] = field(default_factory=list)  # scheme labels not run on this task
+
+
+@dataclass
 class ExperimentConfig:
     experiment: str
     task: str
@@ -165,19 +199,33 @@ class ExperimentConfig:
     eval: EvalConfig
     description: str = ""
     workers: int | None = None  # parallel worker processes (None: one per core)
+    tasks: list[TaskSpec] = field(default_factory=list)  # several tasks in one experiment (then ``task`` is unused)
+
+    def task_specs(self) -> list[TaskSpec]:
+        return self.tasks or [TaskSpec(self.task, self.task_args)]
 
     def cells(self) -> list[Cell]:
         keys = list(self.grid)
         out = []
-        for values in itertools.product(*(self.grid[k] for k in keys)):
-            grid_values = dict(zip(keys, values, strict=True))
-            for scheme in self.schemes:
-                for seed in self.seeds:
-                    model = ModelConfig(**{**self.model, "position": scheme.position,
-                                           "position_args": dict(scheme.position_args)})
-                    out.append(Cell(self.experiment, self.task, {**self.task_args, **grid_values}, grid_values,
-                                    scheme, seed, model, dataclasses.replace(self.train),
-                                    dataclasses.replace(self.eval)))
+        for spec in self.task_specs():
+            for values in itertools.product(*(self.grid[k] for k in keys)):
+                grid_values = dict(zip(keys, values, strict=True))
+                if self.tasks:
+                    grid_values = {"task": spec.task, **grid_values}
+                args = {k: v for k, v in grid_values.items() if k != "task" or not self.tasks}
+                for scheme in self.schemes:
+                    if scheme.label in spec.skip_schemes:
+                        continue
+                    for seed in self.seeds:
+                        model = ModelConfig(**{**self.model, **scheme.model, "position": scheme.position,
+                                               "position_args": dict(scheme.position_args)})
+                        train = dataclasses.replace(self.train, **{**spec.train, **scheme.train})
+                        evals = dataclasses.replace(self.eval, **spec.eval)
+                        cell = Cell(self.experiment, spec.task, {**spec.task_args, **args}, grid_values,
+                                    scheme, seed, model, train, evals)
+                        # fixed here, so that a cell's key (a digest of its config) never changes later
+                        cell.model.vocab_size = cell.build_task().vocab_size
+                        out.append(cell)
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -193,11 +241,12 @@ class ExperimentConfig:
             "train": dataclasses.asdict(self.train),
             "eval": dataclasses.asdict(self.eval),
             "workers": self.workers,
+            **({"tasks": [dataclasses.asdict(t) for t in self.tasks]} if self.tasks else {}),
         }
 
 
 TOP_KEYS = {"experiment", "description", "task", "task_args", "grid", "schemes", "seeds", "model", "train",
-            "eval", "workers"}
+            "eval", "workers", "tasks"}
 
 
 def _section(cls: type, raw: Any, where: str) -> Any:
@@ -234,10 +283,18 @@ def parse_experiment(raw: Any, source: str = "experiment") -> ExperimentConfig:
         close = difflib.get_close_matches(key, TOP_KEYS, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ConfigError(f"{source}: unknown key {key!r}{hint}")
-    if "task" not in raw:
+    tasks = _parse_tasks(raw.get("tasks"), source)
+    if "task" not in raw and not tasks:
         raise ConfigError(f"{source}: missing key 'task' (one of: {', '.join(TASKS.names())})")
-    TASKS.get_class(raw["task"])
+    if "task" in raw and tasks:
+        raise ConfigError(f"{source}: give either 'task' or 'tasks', not both")
+    if not tasks:
+        TASKS.get_class(raw["task"])
     task_args = raw.get("task_args") or {}
+    for key in ("grid", "schemes"):  # an explicitly empty grid is a mistake, not a request for defaults
+        if key in raw and raw[key] is not None and not raw[key]:
+            raise ConfigError(f"{source}: {key} is empty (list what to vary, e.g. "
+                              f"{'grid: {k: [1, 2]}' if key == 'grid' else 'schemes: [nope, rope]'}, or leave the key out)")
     grid = raw.get("grid") or {}
     if not isinstance(task_args, dict) or not isinstance(grid, dict):
         raise ConfigError(f"{source}: task_args and grid must be mappings")
@@ -252,6 +309,8 @@ def parse_experiment(raw: Any, source: str = "experiment") -> ExperimentConfig:
             schemes.append(_section(SchemeSpec, s, f"{source}: schemes entry"))
         else:
             raise ConfigError(f"{source}: schemes entries must be names or mappings, got {s!r}")
+        _check_overrides(schemes[-1].model, ModelConfig, f"{source}: scheme {schemes[-1].label}: model")
+        _check_overrides(schemes[-1].train, TrainConfig, f"{source}: scheme {schemes[-1].label}: train")
     labels = [s.label for s in schemes]
     if len(set(labels)) != len(labels):
         raise ConfigError(f"{source}: scheme labels must be unique, got {labels}")
@@ -272,8 +331,9 @@ def parse_experiment(raw: Any, source: str = "experiment") -> ExperimentConfig:
     cfg = ExperimentConfig(
         experiment=str(raw.get("experiment", "experiment")),
         description=str(raw.get("description", "")),
-        task=raw["task"],
+        task=raw["task"] if not tasks else tasks[0].task,
         task_args=task_args,
+        tasks=tasks,
         grid=grid,
         schemes=schemes,
         seeds=seeds,
@@ -286,19 +346,51 @@ def parse_experiment(raw: Any, source: str = "experiment") -> ExperimentConfig:
     return cfg
 
 
+def _check_overrides(raw: Any, cls: type, where: str) -> None:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: must be a mapping, got {raw!r}")
+    names = {f.name for f in dataclasses.fields(cls)} - {"position", "position_args", "vocab_size"}
+    for key in raw:
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{where}: unknown key {key!r}{hint}")
+
+
+def _parse_tasks(raw: Any, source: str) -> list[TaskSpec]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError(f"{source}: tasks must be a non-empty list of mappings")
+    out = []
+    for entry in raw:
+        if isinstance(entry, str):
+            entry = {"task": entry}
+        spec = _section(TaskSpec, entry, f"{source}: tasks entry")
+        TASKS.get_class(spec.task)
+        _check_overrides(spec.train, TrainConfig, f"{source}: tasks {spec.task}: train")
+        _check_overrides(spec.eval, EvalConfig, f"{source}: tasks {spec.task}: eval")
+        out.append(spec)
+    return out
+
+
 def validate_experiment(cfg: ExperimentConfig) -> None:
     """Everything that can be checked before training: tasks, lengths, schemes, model shapes."""
     cfg.train.validate()
     cfg.eval.validate()
     for cell in cfg.cells():
+        cell.train.validate()
+        cell.eval.validate()
         task = cell.build_task()
-        for length, what in ((cell.train.min_len, "train.min_len"),):
-            if length < task.min_length():
-                raise ConfigError(
-                    f"{cell.task} {cell.grid_values or cell.task_args}: {what} = {length} is shorter than the "
-                    f"task needs ({task.min_length()}; e.g. k larger than the length)"
-                )
-        short = [n for n in cell.eval.lengths if n < task.min_length()]
+        if cell.train.min_len < task.min_length():
+            raise ConfigError(
+                f"{cell.task} {cell.grid_values or cell.task_args}: train.min_len = {cell.train.min_len} is shorter "
+                f"than the task needs ({task.min_length()}; e.g. k larger than the length)"
+            )
+        eval_task = cell.build_eval_task()
+        if eval_task.vocab_size != task.vocab_size:
+            raise ConfigError(f"eval.task_args {cell.eval.task_args} change the vocabulary; the model could not read it")
+        short = [n for n in cell.eval.lengths if n < eval_task.min_length()]
         if short:
             raise ConfigError(f"{cell.task} {cell.grid_values}: eval lengths {short} are shorter than the task "
                               f"needs ({task.min_length()})")
@@ -307,7 +399,7 @@ def validate_experiment(cfg: ExperimentConfig) -> None:
         scheme = make_scheme(cell.scheme.position, Dims(cell.model.d_model, cell.model.n_heads),
                              **cell.scheme.position_args)
         limit = scheme.max_position()
-        longest = max(cell.eval.lengths) + 8  # a little room for query/answer tokens
+        longest = task.max_position_id(max(cell.eval.lengths), cell.train.ids)
         if limit is not None and longest > limit:
             raise ConfigError(f"scheme {cell.scheme.label}: eval length {max(cell.eval.lengths)} needs position ids "
                               f"up to ~{longest} but max_position is {limit}")

@@ -1,16 +1,23 @@
-"""Run an experiment: train and evaluate every cell, then write tidy results, a table and a plot.
+"""Run an experiment: train and evaluate every cell, then write tidy results, a table, plots and a report.
 
 Layout of an output folder::
 
     experiment.yaml          the validated configuration, as run
+    environment.json         versions, device and backend of the run
     cells/<key>/cell.json    the cell's configuration
     cells/<key>/checkpoint/  weights, optimizer, RNG state (resumable)
     cells/<key>/rows.json    the cell's result rows, written last: its presence means "done"
     results.csv              all finished cells' rows, rewritten atomically after each cell
-    accuracy_vs_length.png   the plot
+    accuracy_vs_length.png   the plot (mean over seeds, 95% interval shaded)
+    report.html              the self-contained report (summary.csv and heatmaps beside it)
 
 Running again into the same folder skips finished cells and resumes unfinished ones from their
-checkpoint, so an interrupted experiment loses at most the steps since the last checkpoint.
+checkpoint, so an interrupted experiment loses at most the steps since the last checkpoint. A cell
+killed half-way has no rows.json, so it never contributes a partial row to results.csv.
+
+Where cells run is a *backend*: ``LocalBackend`` (here: in this process or in a pool of worker
+processes) or ``lengen.sweep.RayBackend`` (one Ray task per cell). Every backend calls ``run_cell``
+on the same cell with the same thread count, so the numbers do not depend on the backend.
 """
 
 from __future__ import annotations
@@ -20,12 +27,14 @@ import json
 import multiprocessing
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import yaml
+from tqdm import tqdm
 
 from lengen.config import Cell, ExperimentConfig
 from lengen.errors import LengenError
@@ -53,19 +62,31 @@ def cell_rows(cell: Cell, results: list[dict[str, Any]], train_info: dict[str, A
     return [{**base, **r, **extra, **train_info} for r in results]
 
 
+def read_rows(cell_dir: Path) -> list[dict[str, Any]] | None:
+    """A finished cell's rows, or None when the cell has not finished (no complete rows.json)."""
+    try:
+        rows: list[dict[str, Any]] = json.loads((Path(cell_dir) / ROWS_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        raise LengenError(f"{Path(cell_dir) / ROWS_FILE}: unreadable ({e.__class__.__name__}); delete it to rerun "
+                          f"that cell") from None
+    return rows
+
+
 def run_cell(cell: Cell, cell_dir: Path, progress: bool = True, threads: int | None = None) -> list[dict[str, Any]]:
     """Train (or resume) and evaluate one cell; returns its rows and marks it done on disk."""
     if threads is not None:
         torch.set_num_threads(threads)
-    done = cell_dir / ROWS_FILE
-    if done.is_file():
-        rows: list[dict[str, Any]] = json.loads(done.read_text(encoding="utf-8"))
+    rows = read_rows(cell_dir)
+    if rows is not None:
         return rows
     atomic_write_json(cell_dir / "cell.json", cell.to_dict())
     result = train(cell, out_dir=cell_dir, resume=True, progress=progress)
     start = time.perf_counter()
-    task = cell.build_task()
-    results = evaluate(result.model, task, cell.eval.lengths, cell.eval.samples, cell.eval.seed, cell.train.ids)
+    task = cell.build_eval_task()
+    results = evaluate(result.model, task, cell.eval.lengths, cell.eval.samples, cell.eval.seed, cell.train.ids,
+                       cell.eval.mode, cell.eval.restrict_ids)
     rows = cell_rows(cell, results, {
         "train_steps": result.steps,
         "train_accuracy": round(result.train_accuracy, 5),
@@ -73,11 +94,38 @@ def run_cell(cell: Cell, cell_dir: Path, progress: bool = True, threads: int | N
         "train_wall_s": round(result.wall_s, 1),
         "eval_wall_s": round(time.perf_counter() - start, 1),
     })
-    atomic_write_json(done, rows)
+    atomic_write_json(cell_dir / ROWS_FILE, rows)
     return rows
 
 
-def _run_cell_in_worker(args: tuple[dict[str, Any], str, int]) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class CellJob:
+    key: str  # the cell's key when planned (training fills in model.vocab_size, which changes cell.key)
+    cell: Cell
+    cell_dir: Path
+    threads: int  # torch threads for this cell (the same on every backend, so the numbers are too)
+
+
+CellStream = Generator[tuple[CellJob, list[dict[str, Any]]], None, None]  # (job, its rows) as each cell finishes
+
+
+class Backend(Protocol):
+    """Runs cells somewhere and yields each one's rows as it finishes (in any order)."""
+
+    name: str
+
+    def start(self) -> None:
+        """Connect or start up; raises a one-line LengenError before any output is written if it cannot."""
+
+    def run(self, jobs: Sequence[CellJob], progress: bool) -> CellStream:
+        """Yield (job, rows) per job; stop early (cancelling the rest) when the caller stops iterating."""
+
+
+def _run_job(job: CellJob, progress: bool = False) -> list[dict[str, Any]]:
+    return run_cell(job.cell, job.cell_dir, progress=progress, threads=job.threads)
+
+
+def _run_job_in_worker(args: tuple[dict[str, Any], str, int]) -> list[dict[str, Any]]:
     cell_dict, cell_dir, threads = args
     return run_cell(Cell.from_dict(cell_dict), Path(cell_dir), progress=False, threads=threads)
 
@@ -87,49 +135,107 @@ def default_workers(n_cells: int) -> int:
     return max(1, min(n_cells, os.cpu_count() or 1))
 
 
-def run_experiment(cfg: ExperimentConfig, out_dir: Path, workers: int | None = None, progress: bool = True,
-                   on_cell: Callable[[Cell, list[dict[str, Any]]], None] | None = None) -> list[dict[str, Any]]:
-    """Run every cell (in parallel worker processes when ``workers`` > 1) and write the outputs."""
-    out_dir = ensure_writable_dir(Path(out_dir))
-    atomic_write_text(out_dir / "experiment.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    cells = cfg.cells()
-    workers = workers or cfg.workers or default_workers(len(cells))
-    workers = min(workers, len(cells))
-    dirs = {cell.key: out_dir / "cells" / cell.key for cell in cells}
-    finished: dict[str, list[dict[str, Any]]] = {}
+class LocalBackend:
+    """Cells in this process (``workers`` 1) or in a pool of spawned worker processes."""
 
-    def record(cell: Cell, rows: list[dict[str, Any]]) -> None:
-        finished[cell.key] = rows
-        write_results(cfg, out_dir, [r for c in cells if c.key in finished for r in finished[c.key]])
-        if on_cell is not None:
-            on_cell(cell, rows)
-        if progress:
-            best = max(rows, key=lambda r: r["eval_len"])
-            print(f"[{len(finished)}/{len(cells)}] {cell.scheme.label} {cell.grid_values} seed {cell.seed}: "
-                  f"{rows[0]['train_steps']} steps, train acc {rows[0]['train_accuracy']:.3f}, "
-                  f"acc at L={best['eval_len']}: {best['accuracy']:.3f}", flush=True)
+    name = "local"
 
-    # Tiny models run fastest single-threaded; with two threads per process, OpenMP's spinning threads
-    # collapse throughput as soon as anything else shares the cores (anchors.md). train.threads overrides.
-    threads = max(1, (os.cpu_count() or 1) // max(workers, len(cells))) if cfg.train.threads is None \
-        else cfg.train.threads
-    if workers <= 1:
-        for cell in cells:
-            record(cell, run_cell(cell, dirs[cell.key], progress=progress, threads=threads))
-    else:
+    def __init__(self, workers: int | None = None) -> None:
+        if workers is not None and workers < 1:
+            raise LengenError(f"workers must be >= 1, got {workers}")
+        self.workers = workers
+
+    def start(self) -> None:
+        pass
+
+    def run(self, jobs: Sequence[CellJob], progress: bool) -> CellStream:
+        workers = min(self.workers or default_workers(len(jobs)), max(1, len(jobs)))
+        if workers <= 1:
+            for job in jobs:
+                yield job, _run_job(job, progress)
+            return
         ctx = multiprocessing.get_context("spawn")  # fork after torch has started threads can deadlock
         with futures.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            jobs = {pool.submit(_run_cell_in_worker, (c.to_dict(), str(dirs[c.key]), threads)): c for c in cells}
+            running = {pool.submit(_run_job_in_worker, (j.cell.to_dict(), str(j.cell_dir), j.threads)): j
+                       for j in jobs}
             try:
-                for job in futures.as_completed(jobs):
-                    record(jobs[job], job.result())
-            except BaseException:
-                for job in jobs:
-                    job.cancel()
-                raise
-    rows = [r for c in cells for r in finished[c.key]]
+                for done in futures.as_completed(running):
+                    yield running[done], done.result()
+            finally:  # an error, Ctrl-C or a caller that stops: queued cells never start
+                for f in running:
+                    f.cancel()
+
+
+def cell_threads(cfg: ExperimentConfig) -> int:
+    """Torch threads per cell: ``train.threads`` when set; else 1 when there are several cells, all cores
+    for a single one. It never depends on the backend, so neither do the numbers.
+
+    Tiny models run fastest single-threaded, one process per core; with two threads per process,
+    OpenMP's spinning threads collapse throughput as soon as anything else shares the cores (anchors.md).
+    """
+    if cfg.train.threads is not None:
+        return cfg.train.threads
+    return 1 if len(cfg.cells()) > 1 else max(1, os.cpu_count() or 1)
+
+
+def run_experiment(cfg: ExperimentConfig, out_dir: Path, workers: int | None = None, progress: bool = True,
+                   on_cell: Callable[[Cell, list[dict[str, Any]]], None] | None = None,
+                   backend: Backend | None = None, report: bool = True) -> list[dict[str, Any]]:
+    """Run every unfinished cell on ``backend`` (default: local, ``workers`` processes) and write the outputs.
+
+    Returns the rows of all cells, in the configuration's cell order.
+    """
+    from lengen.report.html import ENVIRONMENT_FILE, environment, write_report
+
+    cells = cfg.cells()
+    if not cells:
+        raise LengenError("the experiment has no cells (is every scheme skipped for every task?)")
+    out_dir = ensure_writable_dir(Path(out_dir))
+    keys = [cell.key for cell in cells]
+    finished: dict[str, list[dict[str, Any]]] = {}
+    for key in keys:  # cells finished by an earlier run are read here, never run again
+        rows = read_rows(out_dir / "cells" / key)
+        if rows is not None:
+            finished[key] = rows
+    if backend is None:
+        pending = len(cells) - len(finished)
+        backend = LocalBackend(min(workers or cfg.workers or default_workers(pending), max(1, pending)))
+    if len(finished) < len(cells):
+        backend.start()
+    atomic_write_text(out_dir / "experiment.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    atomic_write_json(out_dir / ENVIRONMENT_FILE, {**environment(), "backend": backend.name})
+    if finished:
+        write_results(cfg, out_dir, [r for k in keys if k in finished for r in finished[k]])
+
+    threads = cell_threads(cfg)
+    jobs = [CellJob(k, c, out_dir / "cells" / k, threads) for k, c in zip(keys, cells, strict=True)
+            if k not in finished]
+    if progress and finished:
+        print(f"{len(finished)} of {len(cells)} cells already finished in {out_dir}: skipped", flush=True)
+    bar = tqdm(total=len(cells), initial=len(finished), unit="cell", disable=not progress or len(cells) < 2,
+               dynamic_ncols=True, desc=f"{cfg.experiment} [{backend.name}]")
+    results = backend.run(jobs, progress=progress and len(jobs) == 1)
+    try:
+        for job, rows in results:
+            cell = job.cell
+            finished[job.key] = rows
+            write_results(cfg, out_dir, [r for k in keys if k in finished for r in finished[k]])
+            if on_cell is not None:
+                on_cell(cell, rows)
+            bar.update(1)
+            if progress:
+                longest = max(rows, key=lambda r: r["eval_len"])
+                bar.write(f"[{len(finished)}/{len(cells)}] {cell.scheme.label} {cell.grid_values} seed {cell.seed}: "
+                          f"{rows[0]['train_steps']} steps, train acc {rows[0]['train_accuracy']:.3f}, "
+                          f"acc at L={longest['eval_len']}: {longest['accuracy']:.3f}")
+    finally:
+        results.close()  # stops the backend: queued cells are cancelled, a Ray runtime it started shut down
+        bar.close()
+    rows = [r for k in keys for r in finished[k]]
     if not rows:
         raise LengenError("the experiment produced no results")
+    if report:
+        write_report(out_dir)
     return rows
 
 

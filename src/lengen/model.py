@@ -36,6 +36,12 @@ class ModelConfig:
     position_args: dict[str, Any] = field(default_factory=dict)
     dropout: float = 0.0
     tie_embeddings: bool = False
+    # Predictive Position Coupling: a second head predicting the position id of the next token
+    position_head: bool = False
+    position_classes: int | None = None  # ids the head can predict (None: the scheme's max_position)
+    # score each id by the similarity of a projection of the hidden state to that id's row of the
+    # scheme's learned table (an ordered, shared encoding of ids) instead of a separate output row
+    position_head_tied: bool = False
 
     def validate(self) -> None:
         for name in ("d_model", "n_layers", "n_heads"):
@@ -50,6 +56,8 @@ class ModelConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"model: dropout must be in [0, 1), got {self.dropout}")
         SCHEMES.get_class(self.position)
+        if self.position_classes is not None and self.position_classes < 2:
+            raise ConfigError(f"model: position_classes must be >= 2, got {self.position_classes}")
 
     @property
     def ff_width(self) -> int:
@@ -124,8 +132,9 @@ class Attention(nn.Module):
         layer: int,
     ) -> torch.Tensor:
         b, t, d = x.shape
-        q, k, v = self.qkv(x).view(b, t, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
-        q, k = scheme.rotate(q, ids), scheme.rotate(k, ids)
+        qkv = self.qkv(x).view(b, t, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        q, k = scheme.rotate(qkv[:2], ids).unbind(0)  # queries and keys in one pass: half the ops
+        v = qkv[2]
         if cache is not None:
             if layer < len(cache.keys):
                 k = torch.cat([cache.keys[layer], k], dim=2)
@@ -169,6 +178,21 @@ class Transformer(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.norm = make_norm(cfg)
         self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.position_head: nn.Linear | None = None
+        self.position_classes = 0
+        if cfg.position_head:
+            classes = cfg.position_classes or self.positions.max_position()
+            if classes is None:
+                raise ConfigError(f"model: position_head needs position_classes (scheme {cfg.position} has no "
+                                  f"max_position)")
+            table = getattr(self.positions, "table", None)
+            if cfg.position_head_tied and not isinstance(table, nn.Embedding):
+                raise ConfigError(f"model: position_head_tied needs a scheme with a learned id table, not "
+                                  f"{cfg.position}")
+            self.position_classes = table.num_embeddings if isinstance(table, nn.Embedding) and \
+                cfg.position_head_tied else classes
+            self.position_head = nn.Linear(cfg.d_model, cfg.d_model if cfg.position_head_tied else classes,
+                                           bias=False)
         self._init_weights()
         if cfg.tie_embeddings:
             self.head.weight = self.embed.weight
@@ -209,6 +233,15 @@ class Transformer(nn.Module):
     def forward(self, tokens: torch.Tensor, ids: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         """Next-token logits [B, T, vocab]."""
         return self.head(self.hidden(tokens, ids, cache))
+
+    def position_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """PPC: logits over the position id of the next token, [..., position_classes]."""
+        if self.position_head is None:
+            raise ConfigError("model: this model has no position head (set model.position_head: true)")
+        table = getattr(self.positions, "table", None)
+        if self.cfg.position_head_tied and isinstance(table, nn.Embedding):
+            return self.position_head(hidden) @ table.weight.T
+        return self.position_head(hidden)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

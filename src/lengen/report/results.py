@@ -17,10 +17,14 @@ KEY_COLUMNS = ["experiment", "task", "scheme", "k", "window", "seed", "train_min
                "eval_len", "accuracy", "n_eval"]
 
 
+# per-row measurements, never used to tell series apart
+METRIC_COLUMNS = {"exact_match", "token_accuracy", "position_accuracy", "train_steps", "train_accuracy", "stopped_early", "train_wall_s",
+                  "eval_wall_s", "cell"}
+
+
 def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    extra: list[str] = []
-    for row in rows:
-        extra += [c for c in row if c not in KEY_COLUMNS and c not in extra]
+    # extra columns in a fixed order, so a resumed run writes the same file as an uninterrupted one
+    extra = sorted({c for row in rows for c in row if c not in KEY_COLUMNS})
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=KEY_COLUMNS + extra, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
@@ -59,9 +63,7 @@ def varying_columns(rows: Sequence[dict[str, Any]], candidates: Sequence[str]) -
 
 
 def label_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
-    skip = set(KEY_COLUMNS) | {"exact_match", "train_steps", "train_accuracy", "stopped_early", "train_wall_s",
-                               "token_accuracy", "cell"}
-    extra = [c for c in rows[0] if c not in skip] if rows else []
+    extra = [c for c in rows[0] if c not in KEY_COLUMNS and c not in METRIC_COLUMNS] if rows else []
     cols = varying_columns(rows, ["task", "scheme", "k", "window", *extra])
     return cols or ["scheme"]
 

@@ -59,10 +59,19 @@ class Task:
     """Base class of all tasks. Subclasses are dataclasses registered with ``@register_task``."""
 
     name: ClassVar[str] = ""
+    # multi-token answers are evaluated by greedy generation (eval.mode auto)
+    multi_token: ClassVar[bool] = False
+    # True when the answer's coupled ids follow from the input's layout alone (copy, reverse, addition);
+    # False when they need the answer itself (sort, filtering): feeding them at evaluation is an oracle
+    ids_from_layout: ClassVar[bool] = False
 
     @property
     def vocab_size(self) -> int:
         raise NotImplementedError
+
+    def max_position_id(self, length: int, ids: str = "plain") -> int:
+        """An upper bound on the position ids (plain or coupled) a sample of ``length`` uses, plus one."""
+        return length + 8
 
     def min_length(self) -> int:
         """The smallest ``length`` this task can sample."""

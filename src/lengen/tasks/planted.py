@@ -7,8 +7,9 @@ Layout of one sample of length L (sequence length L + 2)::
 Every x_i is a background token (ids ``0 .. noise_vocab-1``) except at the k planted positions S,
 which hold symbol tokens (ids ``noise_vocab .. noise_vocab+symbols-1``), so planted tokens are
 recognisable by content. The answer is ``f(symbols at S)``, written as a symbol token. S lies inside a
-random window of ``window`` consecutive positions (anywhere when ``window`` is None). With ``k_max``
-set, each sample draws its own k uniformly from ``k .. k_max``.
+random window of ``window`` consecutive positions (anywhere when ``window`` is None). With ``k_min``
+set, each sample draws its own k uniformly from ``k_min .. k`` (training one model on a range of k is
+a curriculum: the samples with few planted tokens teach where to look).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class _PlantedBase(Task):
     """Shared layout; subclasses define the answer function."""
 
     k: int
-    k_max: int | None
+    k_min: int | None
     noise_vocab: int
     window: int | None
     symbols: ClassVar[int] = 2
@@ -42,8 +43,8 @@ class _PlantedBase(Task):
     def _validate(self) -> None:
         if self.k < 1:
             raise ConfigError(f"task {self.name}: k must be >= 1, got {self.k}")
-        if self.k_max is not None and self.k_max < self.k:
-            raise ConfigError(f"task {self.name}: k_max ({self.k_max}) must be >= k ({self.k})")
+        if self.k_min is not None and not 1 <= self.k_min <= self.k:
+            raise ConfigError(f"task {self.name}: k_min ({self.k_min}) must be between 1 and k ({self.k})")
         if self.noise_vocab < 1:
             raise ConfigError(f"task {self.name}: noise_vocab must be >= 1, got {self.noise_vocab}")
         if self.window is not None and self.window < self.largest_k:
@@ -53,7 +54,7 @@ class _PlantedBase(Task):
 
     @property
     def largest_k(self) -> int:
-        return self.k_max if self.k_max is not None else self.k
+        return self.k
 
     @property
     def query_token(self) -> int:
@@ -81,7 +82,7 @@ class _PlantedBase(Task):
     def sample(self, rng: np.random.Generator, batch: int, length: int) -> Batch:
         self.check_length(length)
         kmax = self.largest_k
-        ks = rng.integers(self.k, kmax + 1, size=batch) if self.k_max is not None else np.full(batch, self.k)
+        ks = rng.integers(self.k_min, kmax + 1, size=batch) if self.k_min is not None else np.full(batch, self.k)
         width = length if self.window is None else min(self.window, length)
         start = rng.integers(0, length - width + 1, size=(batch, 1))
         # kmax distinct offsets in the window; samples with smaller k keep the first k_b of them
@@ -124,8 +125,8 @@ def sum_mod(symbols: np.ndarray, valid: np.ndarray, p: int) -> np.ndarray:
 class PlantedFunction(_PlantedBase):
     """answer = f(k planted symbols), f in sum_mod, majority, first, last, lookup (seeded table)."""
 
-    k: int = param(2, "number of planted symbols")
-    k_max: int | None = param(None, "if set, each sample draws k uniformly from k..k_max")
+    k: int = param(2, "number of planted symbols (the largest, when k_min is set)")
+    k_min: int | None = param(None, "if set, each sample draws its k uniformly from k_min..k")
     noise_vocab: int = param(8, "number of distinct background tokens")
     window: int | None = param(None, "planted symbols fall in a random window of this width (None: anywhere)")
     function: str = param("sum_mod", "answer function: sum_mod | majority | first | last | lookup")
@@ -140,8 +141,8 @@ class PlantedFunction(_PlantedBase):
             raise ConfigError(f"task planted: alphabet must be >= 2, got {self.alphabet}")
         self._table: np.ndarray | None = None
         if self.function == "lookup":
-            if self.k_max is not None:
-                raise ConfigError("task planted: function=lookup needs a fixed k (k_max must be unset)")
+            if self.k_min is not None:
+                raise ConfigError("task planted: function=lookup needs a fixed k (k_min must be unset)")
             if self.alphabet**self.k > 1_000_000:
                 raise ConfigError(f"task planted: lookup table alphabet**k = {self.alphabet**self.k} is too large")
             self._table = np.random.default_rng(self.table_seed).integers(0, self.alphabet, self.alphabet**self.k)

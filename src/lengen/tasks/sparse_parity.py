@@ -16,8 +16,8 @@ from lengen.tasks.planted import _PlantedBase, sum_mod
 class SparseParity(_PlantedBase):
     """XOR of k planted bits hidden among background noise tokens (bits recognisable by content)."""
 
-    k: int = param(2, "number of planted bits the answer depends on")
-    k_max: int | None = param(None, "if set, each sample draws k uniformly from k..k_max")
+    k: int = param(2, "number of planted bits the answer depends on (the largest, when k_min is set)")
+    k_min: int | None = param(None, "if set, each sample draws its k uniformly from k_min..k (a curriculum)")
     noise_vocab: int = param(8, "number of distinct background tokens")
     window: int | None = param(None, "planted bits fall in a random window of this width (None: anywhere)")
 

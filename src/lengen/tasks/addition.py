@@ -1,0 +1,121 @@
+"""addition: ``a + b = c`` in decimal, operands of different lengths, answer digits in either order.
+
+Layout: ``a (MSB first) + b (MSB first) = c EOS`` where c has n + 1 digits (n: digits of the longer
+operand, ``length``; a leading 0 when there is no final carry, so the answer length follows from the
+layout). The shorter operand has a digit count drawn per batch from 1..n, and which operand is the
+longer is drawn per batch (a batch is one dense tensor).
+
+Coupled ids (Cho et al. 2024): digits of equal significance s share the id s + 1, in both operands and
+in the answer; ``+`` and EOS have id 0 and ``=`` has id n + 1, which is also the id of the answer's
+carry digit. All are computable from the layout, so coupling here is never an oracle.
+
+Dependency sets use fixed slots so that the answer can be recomputed from them alone:
+- ``reverse_answer`` (least significant digit first, the default): c_j depends on a_j, b_j, a_{j-1},
+  b_{j-1} and the previous answer digit c_{j-1} (which fixes the carry into j-1): five tokens, sparse.
+- most significant digit first: c_j depends on every digit of significance <= j (the carry chain),
+  slots ``2s`` (a_s) and ``2s + 1`` (b_s): dense.
+A slot is -1 where the digit does not exist (the shorter operand), which counts as 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from lengen.registry import param
+from lengen.tasks.base import Batch, Task, make_batch, register_task
+
+PLUS, EQUALS, EOS = 10, 11, 12
+
+
+def _digits(rng: np.random.Generator, batch: int, n: int) -> np.ndarray:
+    """Random n-digit numbers as digit arrays, least significant first, no leading zero (n > 1)."""
+    d = rng.integers(0, 10, size=(batch, n))
+    if n > 1:
+        d[:, -1] = rng.integers(1, 10, size=batch)
+    return d
+
+
+@register_task("addition")
+@dataclass
+class Addition(Task):
+    """a + b = c, digits of equal significance coupled."""
+
+    reverse_answer: bool = param(True, "write the answer least significant digit first")
+
+    multi_token: ClassVar[bool] = True
+    ids_from_layout: ClassVar[bool] = True
+
+    @property
+    def vocab_size(self) -> int:
+        return 13
+
+    def token_names(self) -> list[str]:
+        return [str(i) for i in range(10)] + ["+", "=", "$"]
+
+    def max_position_id(self, length: int, ids: str = "plain") -> int:
+        return length + 2 if ids == "coupled" else 3 * length + 4
+
+    def sample(self, rng: np.random.Generator, batch: int, length: int) -> Batch:
+        self.check_length(length)
+        n = length
+        short = int(rng.integers(1, n + 1))
+        na, nb = (n, short) if rng.random() < 0.5 else (short, n)
+        a, b = _digits(rng, batch, na), _digits(rng, batch, nb)  # least significant first
+        pa, pb = np.zeros((batch, n + 1), np.int64), np.zeros((batch, n + 1), np.int64)
+        pa[:, :na], pb[:, :nb] = a, b
+        c = np.zeros((batch, n + 1), np.int64)
+        carry = np.zeros(batch, np.int64)
+        for s in range(n + 1):
+            total = pa[:, s] + pb[:, s] + carry
+            c[:, s], carry = total % 10, total // 10
+        order = np.arange(n + 1) if self.reverse_answer else np.arange(n, -1, -1)  # significance per answer slot
+        p = na + nb + 2  # prompt length
+        tokens = np.concatenate([a[:, ::-1], np.full((batch, 1), PLUS), b[:, ::-1], np.full((batch, 1), EQUALS),
+                                 c[:, order], np.full((batch, 1), EOS)], axis=1)
+        coupled = np.concatenate([np.arange(na, 0, -1), [0], np.arange(nb, 0, -1), [n + 1], order + 1, [0]])
+        a_at = [na - 1 - s if s < na else -1 for s in range(n + 1)]  # token index of a_s
+        b_at = [na + nb - s if s < nb else -1 for s in range(n + 1)]
+        rows: list[list[int]] = []
+        if self.reverse_answer:
+            for j in range(n + 1):
+                prev = [a_at[j - 1], b_at[j - 1], p + j - 1] if j > 0 else [-1, -1, -1]
+                rows.append([a_at[j], b_at[j], *prev])
+        else:
+            for sig in order.tolist():
+                rows.append([x for s in range(n + 1) for x in ((a_at[s], b_at[s]) if s <= sig else (-1, -1))])
+        width = max(len(r) for r in rows)
+        deps = np.full((n + 2, width), -1, np.int64)
+        for i, r in enumerate(rows):
+            deps[i, : len(r)] = r
+        answer_index = np.arange(p - 1, p + n + 1)
+        return make_batch(tokens, np.broadcast_to(answer_index, (batch, n + 2)),
+                          np.broadcast_to(deps, (batch, *deps.shape)), prompt_length=p,
+                          coupled_ids=np.broadcast_to(coupled, (batch, coupled.shape[0])))
+
+    def recompute_answer(self, batch: Batch) -> torch.Tensor:
+        deps = batch.dependencies
+        vals = torch.gather(batch.tokens[:, None, :].expand(-1, deps.shape[1], -1), 2, deps.clamp(min=0))
+        vals = torch.where(deps >= 0, vals, 0)
+        if self.reverse_answer:
+            aj, bj, ap, bp, cp = vals.unbind(-1)
+            carry_prev = (cp - ap - bp) % 10  # the carry into j-1, read off the previous answer digit
+            carry = (ap + bp + carry_prev >= 10).long()
+            out = (aj + bj + carry) % 10
+        else:
+            # slot pairs (a_s, b_s); answer a (of n + 2 with EOS) is the digit of significance n - a
+            pairs = vals.view(*vals.shape[:2], -1, 2)
+            n_answers = vals.shape[1]
+            j = (n_answers - 2 - torch.arange(n_answers))[None, :]
+            carry = torch.zeros(vals.shape[:2], dtype=torch.long)
+            digit = torch.zeros_like(carry)
+            for s in range(pairs.shape[2]):
+                total = pairs[:, :, s, 0] + pairs[:, :, s, 1] + carry
+                digit = torch.where(j == s, total % 10, digit)
+                carry = total // 10
+            out = digit
+        out[:, -1] = EOS
+        return out

@@ -1,0 +1,108 @@
+"""Algorithmic tasks with multi-token answers: layouts, coupled ids and dependency sets, hand-checked."""
+
+import numpy as np
+import pytest
+import torch
+
+from lengen.errors import ConfigError
+from lengen.tasks import make_task
+
+TASKS = [("copy", {}), ("reverse", {}), ("sort", {}), ("filter_copy", {}), ("squeeze", {}),
+         ("addition", {}), ("addition", {"reverse_answer": False})]
+
+
+@pytest.mark.parametrize("name,args", TASKS)
+@pytest.mark.parametrize("length", [1, 2, 7, 33])
+def test_answer_recomputed_from_dependency_set_alone(name, args, length):
+    task = make_task(name, **args)
+    batch = task.sample(np.random.default_rng(length), 128, length)
+    assert torch.equal(task.recompute_answer(batch), batch.answers())
+    # the answer is the tail of the sequence, every dependency precedes the prediction that uses it
+    a = batch.answer_index.shape[1]
+    assert batch.tokens.shape[1] == batch.prompt_length + a
+    assert torch.equal(batch.answer_index[0], torch.arange(batch.prompt_length - 1, batch.prompt_length - 1 + a))
+    deps = batch.dependencies
+    assert ((deps < batch.answer_index[:, :, None] + 1) | (deps == -1)).all()
+    assert batch.coupled_ids is not None and batch.coupled_ids.shape == batch.tokens.shape
+
+
+@pytest.mark.parametrize("name", ["copy", "reverse", "sort", "filter_copy", "squeeze"])
+def test_outputs_share_the_coupled_id_of_the_input_they_copy(name):
+    task = make_task(name)
+    n = 12
+    batch = task.sample(np.random.default_rng(0), 64, n)
+    ids, tokens = batch.coupled_ids, batch.tokens
+    assert torch.equal(ids[:, :n], torch.arange(1, n + 1).expand(64, n))
+    assert (ids[:, n] == n + 1).all() and (ids[:, -1] == n + 1).all()  # SEP and EOS: the end id
+    out_ids = ids[:, n + 1:-1]
+    assert torch.equal(torch.gather(tokens, 1, out_ids - 1), tokens[:, n + 1:-1])
+
+
+def test_copy_and_reverse_by_hand():
+    x = np.array([[3, 1, 4]])
+    src, deps = make_task("copy").align(x)
+    assert src.tolist() == [[0, 1, 2]] and deps == [[[0], [1], [2]]]
+    src, deps = make_task("reverse").align(x)
+    assert src.tolist() == [[2, 1, 0]] and deps == [[[2], [1], [0]]]
+    batch = make_task("reverse").sample(np.random.default_rng(0), 1, 3)
+    assert batch.coupled_ids[0].tolist() == [1, 2, 3, 4, 3, 2, 1, 4]
+
+
+def test_sort_is_stable_and_dense_by_hand():
+    src, deps = make_task("sort").align(np.array([[5, 2, 5, 0]]))
+    assert src.tolist() == [[3, 1, 0, 2]]  # ties keep input order
+    assert deps == [[[0, 1, 2, 3]] * 4]
+
+
+def test_filter_copy_by_hand():
+    task = make_task("filter_copy", keep=5)
+    src, deps = task.align(np.array([[7, 1, 9, 3, 6, 4]]))
+    assert src.tolist() == [[1, 3, 5]]
+    # given the previous output's source, the next output depends on the tokens up to the next kept one
+    assert deps == [[[0, 1], [2, 3], [4, 5]]]
+    batch = task.sample(np.random.default_rng(3), 256, 10)
+    assert ((batch.tokens[:, :10] < 5).sum(1) == 5).all()
+
+
+def test_squeeze_by_hand():
+    src, deps = make_task("squeeze").align(np.array([[2, 2, 4, 4, 4, 1]]))
+    assert src.tolist() == [[0, 2, 5]]
+    assert deps == [[[0], [0, 1, 2], [2, 3, 4, 5]]]
+    batch = make_task("squeeze").sample(np.random.default_rng(4), 256, 9)
+    x = batch.tokens[:, :9]
+    assert ((x[:, 1:] != x[:, :-1]).sum(1) == 4).all()  # ceil(9 / 2) = 5 runs
+
+
+def _number(digits: list[int]) -> int:
+    return int("".join(map(str, digits))) if digits else 0
+
+
+@pytest.mark.parametrize("reverse", [True, False])
+def test_addition_layout_ids_and_dependencies(reverse):
+    task = make_task("addition", reverse_answer=reverse)
+    for seed in range(5):
+        batch = task.sample(np.random.default_rng(seed), 4, 6)
+        row, ids = batch.tokens[0].tolist(), batch.coupled_ids[0].tolist()
+        plus, eq = row.index(10), row.index(11)
+        a, b, c = row[:plus], row[plus + 1:eq], row[eq + 1:-1]
+        assert row[-1] == 12 and len(c) == 7 and max(len(a), len(b)) == 6
+        total = _number(a) + _number(b)
+        assert _number(c[::-1] if reverse else c) == total
+        # equal significance, equal id: a's last digit, b's last digit and c's ones digit all have id 1
+        assert ids[plus - 1] == ids[eq - 1] == 1 and ids[plus] == 0 and ids[eq] == 7
+        assert ids[eq + 1:-1] == (list(range(1, 8)) if reverse else list(range(7, 0, -1)))
+        deps = batch.dependencies[0]
+        if reverse:  # c_1: a_1, b_1, a_0, b_0 and the answer digit c_0
+            assert deps[1].tolist() == [plus - 2, eq - 2, plus - 1, eq - 1, eq + 1]
+        else:  # the ones digit comes last and depends on a_0 and b_0 only
+            assert sorted(d for d in deps[-2].tolist() if d >= 0) == [plus - 1, eq - 1]
+            assert len([d for d in deps[0].tolist() if d >= 0]) == len(a) + len(b)
+
+
+def test_bad_parameters_are_config_errors():
+    with pytest.raises(ConfigError):
+        make_task("filter_copy", keep=10)
+    with pytest.raises(ConfigError):
+        make_task("squeeze", run_fraction=0)
+    with pytest.raises(ConfigError):
+        make_task("copy", symbols=1)

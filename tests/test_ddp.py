@@ -1,0 +1,73 @@
+"""DDP: two CPU processes (gloo) at global batch B train like one process at batch B.
+
+Each rank keeps its own half of every global batch (distinct samples), gradients are averaged by
+DistributedDataParallel. The logged loss per check window must match single-process training within
+an absolute 1e-4 (only floating-point reduction order differs), and the final weights within 1e-4.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from helpers import tiny_experiment
+
+from lengen.checkpoint import load_model
+from lengen.config import parse_experiment
+from lengen.distributed import DataSplit
+from lengen.train import train
+
+TOLERANCE = 1e-4
+
+
+def torchrun():
+    path = Path(sys.executable).parent / "torchrun"
+    return str(path) if path.exists() else shutil.which("torchrun")
+
+
+def test_each_rank_gets_a_distinct_slice_of_the_global_batch():
+    cell = parse_experiment(tiny_experiment()).cells()[0]
+    import numpy as np
+
+    batch = cell.build_task().sample(np.random.default_rng(0), 8, 6)
+    halves = [DataSplit(r, 2).shard(batch) for r in (0, 1)]
+    assert [h.tokens.shape[0] for h in halves] == [4, 4]
+    assert torch.equal(torch.cat([h.tokens for h in halves]), batch.tokens)
+    assert torch.equal(torch.cat([h.answer_index for h in halves]), batch.answer_index)
+
+
+@pytest.mark.skipif(torchrun() is None, reason="torchrun is not on PATH")
+def test_two_process_ddp_matches_one_process_at_the_same_global_batch(tmp_path):
+    raw = tiny_experiment(train={"threads": 1})
+    path = tmp_path / "ddp.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [torchrun(), "--standalone", "--nproc-per-node", "2", "-m", "lengen.ddp", str(path), "--out", str(out),
+           "--quiet", "--no-report"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    try:
+        _, err = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:  # never leave the ranks behind
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, err[-2000:]
+    cell = parse_experiment(raw).cells()[0]
+    single = train(cell, progress=False)
+    (cell_dir,) = (out / "cells").iterdir()
+    state = json.loads((cell_dir / "checkpoint" / "state.json").read_text())
+    assert [h["step"] for h in state["history"]] == [h["step"] for h in single.history]
+    for d, s in zip(state["history"], single.history, strict=True):
+        assert abs(d["loss"] - s["loss"]) < TOLERANCE, (d, s)
+        assert abs(d["accuracy"] - s["accuracy"]) < 0.02
+    weights = load_model(cell_dir).model.state_dict()
+    assert all(torch.allclose(w, single.model.state_dict()[k], atol=TOLERANCE) for k, w in weights.items())
+    assert (out / "results.csv").is_file() and (cell_dir / "rows.json").is_file()

@@ -1,0 +1,116 @@
+"""Generation with and without the KV cache, PPC's position head, multi-task experiment configs."""
+
+import numpy as np
+import pytest
+import torch
+from helpers import tiny_experiment
+
+from lengen.config import parse_experiment
+from lengen.errors import ConfigError, LengenError
+from lengen.evaluate import evaluate, generation_inputs
+from lengen.generate import generate
+from lengen.model import ModelConfig, Transformer
+from lengen.tasks import make_task
+from lengen.train import answer_loss, next_position_targets
+
+
+def _model(position: str = "learned", head: bool = False, seed: int = 0, **args) -> Transformer:
+    torch.manual_seed(seed)
+    cfg = ModelConfig(vocab_size=12, d_model=32, n_layers=2, n_heads=2, position=position,
+                      position_args=args, position_head=head)
+    return Transformer(cfg).eval()
+
+
+def _ppc_model(seed: int = 0) -> Transformer:
+    return _model("learned", head=True, seed=seed, random_offset=True, max_position=64)
+
+
+@pytest.mark.parametrize("position", ["nope", "rope", "alibi", "learned"])
+def test_cached_generation_equals_recomputation(position):
+    model = _model(position)
+    batch = make_task("filter_copy").sample(np.random.default_rng(0), 16, 14)
+    prompt, prompt_ids, steps = generation_inputs(batch, batch.position_ids)
+    given = batch.position_ids[:, -steps:]
+    fast = generate(model, prompt, prompt_ids, steps, output_ids=given)
+    slow = generate(model, prompt, prompt_ids, steps, output_ids=given, use_cache=False)
+    assert torch.equal(fast.tokens, slow.tokens) and torch.equal(fast.ids, given)
+
+
+@pytest.mark.parametrize("restrict", [True, False])
+def test_cached_ppc_generation_returns_the_same_tokens_and_ids(restrict):
+    model = _ppc_model()
+    batch = make_task("sort").sample(np.random.default_rng(1), 16, 12)
+    prompt, prompt_ids, steps = generation_inputs(batch, batch.coupled_ids)
+    fast = generate(model, prompt, prompt_ids, steps, predict_ids=True, restrict_ids=restrict)
+    slow = generate(model, prompt, prompt_ids, steps, predict_ids=True, use_cache=False, restrict_ids=restrict)
+    assert torch.equal(fast.tokens, slow.tokens) and torch.equal(fast.ids, slow.ids)
+    if restrict:  # every predicted id occurs in the prompt
+        assert all(set(r) <= set(p) for r, p in zip(fast.ids.tolist(), prompt_ids.tolist(), strict=True))
+
+
+def test_generation_arguments_are_checked():
+    batch = make_task("copy").sample(np.random.default_rng(0), 2, 4)
+    prompt, ids, steps = generation_inputs(batch, batch.coupled_ids)
+    with pytest.raises(LengenError):
+        generate(_model(), prompt, ids, steps, predict_ids=True)
+    with pytest.raises(LengenError):
+        generate(_ppc_model(), prompt, ids, steps)
+    with pytest.raises(ConfigError):
+        Transformer(ModelConfig(vocab_size=12, position="rope", position_head=True))
+
+
+def _position_accuracy(model: Transformer, batch) -> float:
+    hidden = model.hidden(batch.tokens, batch.coupled_ids)
+    rows = torch.gather(hidden, 1, batch.answer_index[:, :, None].expand(-1, -1, hidden.shape[-1]))
+    pred = model.position_logits(rows).argmax(-1)
+    return float((pred == next_position_targets(batch, batch.coupled_ids)).float().mean())
+
+
+def test_position_head_learns_next_coupled_id():
+    torch.set_num_threads(1)
+    task = make_task("reverse", symbols=6)
+    model = _ppc_model(seed=3)
+    held_out = task.sample(np.random.default_rng(99), 128, 8)
+    with torch.no_grad():
+        before = _position_accuracy(model, held_out)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    rng, gen = np.random.default_rng(0), torch.Generator().manual_seed(0)
+    model.train()
+    for _ in range(120):
+        batch = task.sample(rng, 32, int(rng.integers(2, 9)))
+        ids = model.prepare_ids(batch.coupled_ids, gen)
+        loss, _, _ = answer_loss(model, batch, ids, position_weight=1.0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        after = _position_accuracy(model, held_out)
+    assert before < 0.3 and after > 0.6, (before, after)
+
+
+def test_evaluate_marks_oracle_ids_and_scores_ppc_positions():
+    sort, copy = make_task("sort"), make_task("copy")
+    plain, ppc = _model(random_offset=True, max_position=64), _ppc_model()
+    assert evaluate(plain, sort, [6], 8, 0, "coupled")[0]["oracle_ids"] is True
+    assert evaluate(plain, copy, [6], 8, 0, "coupled")[0]["oracle_ids"] is False
+    row = evaluate(ppc, sort, [6], 8, 0, "coupled")[0]
+    assert row["oracle_ids"] is False and row["eval_mode"] == "generate" and 0 <= row["position_accuracy"] <= 1
+
+
+def test_multi_task_experiment_with_scheme_overrides():
+    raw = tiny_experiment(tasks=[{"task": "copy"}, {"task": "addition", "train": {"max_len": 5},
+                                                      "skip_schemes": ["nope"]}],
+                          schemes=["nope", {"label": "ppc", "position": "learned",
+                                                     "position_args": {"random_offset": True, "max_position": 64},
+                                                     "model": {"position_head": True},
+                                                     "train": {"ids": "coupled"}}])
+    del raw["task"], raw["task_args"]
+    del raw["grid"]
+    cells = parse_experiment(raw).cells()
+    assert [(c.task, c.scheme.label) for c in cells] == [("copy", "nope"), ("copy", "ppc"), ("addition", "ppc")]
+    assert cells[1].model.position_head and cells[1].train.ids == "coupled" and not cells[0].model.position_head
+    assert cells[2].train.max_len == 5 and cells[0].train.max_len == 8
+    raw["schemes"][1]["train"] = {"idz": "coupled"}
+    with pytest.raises(ConfigError, match="idz"):
+        parse_experiment(raw)
