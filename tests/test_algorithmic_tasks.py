@@ -48,6 +48,13 @@ def test_copy_and_reverse_by_hand():
     assert batch.coupled_ids[0].tolist() == [1, 2, 3, 4, 3, 2, 1, 4]
 
 
+def test_boundary_id_start_puts_separator_and_eos_at_id_zero():
+    batch = make_task("copy", boundary_id="start").sample(np.random.default_rng(0), 1, 3)
+    assert batch.coupled_ids[0].tolist() == [1, 2, 3, 0, 1, 2, 3, 0]
+    with pytest.raises(ConfigError):
+        make_task("copy", boundary_id="middle")
+
+
 def test_sort_is_stable_and_dense_by_hand():
     src, deps = make_task("sort").align(np.array([[5, 2, 5, 0]]))
     assert src.tolist() == [[3, 1, 0, 2]]  # ties keep input order

@@ -71,3 +71,25 @@ def test_listing_commands(capsys):
     out = capsys.readouterr().out
     for name in ("nope", "learned", "sinusoidal", "rope", "alibi", "fire", "t5_bias", "randomized"):
         assert f"  {name}:" in out
+
+
+def test_cells_written_under_an_older_key_are_adopted_not_rerun(tmp_path):
+    """Upgrading lengen (new options with defaults, another key scheme) resumes old runs."""
+    import json
+
+    from helpers import tiny_experiment
+
+    from lengen.config import parse_experiment
+    from lengen.experiment import run_experiment
+
+    cfg = parse_experiment(tiny_experiment(train={"steps": 20}))
+    run_experiment(cfg, tmp_path, progress=False, report=False)
+    (folder,) = (tmp_path / "cells").iterdir()
+    legacy = folder.rename(tmp_path / "cells" / "written_by_an_older_lengen")
+    saved = json.loads((legacy / "cell.json").read_text())
+    saved["train"].pop("compile", None)  # an option that older versions did not have
+    (legacy / "cell.json").write_text(json.dumps(saved))
+    stamp = (legacy / "rows.json").stat().st_mtime_ns
+    run_experiment(cfg, tmp_path, progress=False, report=False)
+    assert [p.name for p in (tmp_path / "cells").iterdir()] == [folder.name]
+    assert (folder / "rows.json").stat().st_mtime_ns == stamp

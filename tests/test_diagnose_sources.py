@@ -45,7 +45,7 @@ def run_cli(*args: str) -> int:
 def test_hf_folder_end_to_end(tiny_llama: Path, corpus: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     assert run_cli("--model", str(tiny_llama), "--jsonl", str(corpus), "--window", "24", "--budget", "6",
-                   "--out", str(out)) == 0
+                   "--scored-per-window", "0", "--out", str(out)) == 0  # the gradient-screened per-token mode
     summary = json.loads((out / "summary.json").read_text())
     assert summary["scored_tokens"] == 6 and summary["window"] == 24
     html = (out / "report.html").read_text()
@@ -143,6 +143,18 @@ def test_window_longer_than_context(tiny_llama: Path, corpus: Path, capsys: pyte
                    "--out", str(tmp_path / "o")) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "longer than the model's context of 64" in err[0]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--scored-per-window", "30"], "--scored-per-window must be between 0 and --window (24)"),
+    (["--scored-per-window", "-1"], "--scored-per-window must be between 0 and --window (24)"),
+])
+def test_bad_scored_per_window(extra: list[str], message: str, tiny_llama: Path, corpus: Path,
+                               capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert run_cli("--model", str(tiny_llama), "--jsonl", str(corpus), "--window", "24", *extra,
+                   "--out", str(tmp_path / "o")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
 
 
 @pytest.mark.parametrize("setup, message", [

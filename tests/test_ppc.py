@@ -11,7 +11,7 @@ from lengen.evaluate import evaluate, generation_inputs
 from lengen.generate import generate
 from lengen.model import ModelConfig, Transformer
 from lengen.tasks import make_task
-from lengen.train import answer_loss, next_position_targets
+from lengen.train import answer_loss, answer_outputs, next_position_targets, pointer_loss
 
 
 def _model(position: str = "learned", head: bool = False, seed: int = 0, **args) -> Transformer:
@@ -114,3 +114,73 @@ def test_multi_task_experiment_with_scheme_overrides():
     raw["schemes"][1]["train"] = {"idz": "coupled"}
     with pytest.raises(ConfigError, match="idz"):
         parse_experiment(raw)
+
+
+def _pointer_model(position: str = "t5_bias", seed: int = 0, **args) -> Transformer:
+    torch.manual_seed(seed)
+    cfg = ModelConfig(vocab_size=12, d_model=32, n_layers=2, n_heads=2, position=position, position_args=args,
+                      position_head=True, position_head_kind="pointer", pointer_max_distance=4)
+    return Transformer(cfg).eval()
+
+
+@pytest.mark.parametrize("task", ["sort", "filter_copy"])
+@pytest.mark.parametrize("position", ["t5_bias", "rope", "learned"])
+def test_cached_pointer_ppc_generation_returns_the_same_tokens_and_ids(task, position):
+    model = _pointer_model(position)
+    batch = make_task(task).sample(np.random.default_rng(2), 16, 12)
+    prompt, prompt_ids, steps = generation_inputs(batch, batch.coupled_ids)
+    fast = generate(model, prompt, prompt_ids, steps, predict_ids=True)
+    slow = generate(model, prompt, prompt_ids, steps, predict_ids=True, use_cache=False)
+    assert torch.equal(fast.tokens, slow.tokens) and torch.equal(fast.ids, slow.ids)
+    # a pointer only predicts ids of prompt tokens
+    assert all(set(r) <= set(p) for r, p in zip(fast.ids.tolist(), prompt_ids.tolist(), strict=True))
+
+
+def test_pointer_loss_by_hand():
+    scores = torch.tensor([[[0.0, 1.0, 2.0], [5.0, 5.0, 0.0]]])  # [B=1, A=2, P=3]
+    prompt_ids = torch.tensor([[1, 2, 2]])  # the last two prompt tokens share id 2
+    targets = torch.tensor([[2, 7]])  # id 7 is in no prompt token: that row is left out
+    expected = torch.logsumexp(scores[0, 0], 0) - torch.logsumexp(scores[0, 0, 1:], 0)
+    assert torch.allclose(pointer_loss(scores, prompt_ids, targets), expected)
+    scores.requires_grad_(True)
+    pointer_loss(scores, prompt_ids, targets).backward()
+    assert torch.isfinite(scores.grad).all() and scores.grad[0, 1].abs().sum() == 0
+
+
+def test_pointer_head_is_validated():
+    with pytest.raises(ConfigError):
+        Transformer(ModelConfig(vocab_size=12, position="learned", position_head=True,
+                                position_head_kind="pointer", position_head_tied=True))
+    with pytest.raises(ConfigError):
+        ModelConfig(position_head_kind="nearest").validate()
+    with pytest.raises(ConfigError):
+        _pointer_model().position_logits(torch.zeros(1, 32))
+
+
+def _pointer_accuracy(model: Transformer, batch) -> float:
+    _, scores = answer_outputs(model, batch, batch.coupled_ids)
+    prompt_ids = batch.coupled_ids[:, :batch.prompt_length]
+    pred = prompt_ids.gather(1, scores.argmax(-1))
+    return float((pred == next_position_targets(batch, batch.coupled_ids)).float().mean())
+
+
+def test_pointer_head_learns_next_coupled_id():
+    torch.set_num_threads(1)
+    task = make_task("filter_copy", symbols=6, keep=3)
+    model = _pointer_model("t5_bias", seed=3)
+    held_out = task.sample(np.random.default_rng(99), 128, 8)
+    with torch.no_grad():
+        before = _pointer_accuracy(model, held_out)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    rng = np.random.default_rng(0)
+    model.train()
+    for _ in range(120):
+        batch = task.sample(rng, 32, int(rng.integers(2, 9)))
+        loss, _, _ = answer_loss(model, batch, batch.coupled_ids, position_weight=1.0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        after = _pointer_accuracy(model, held_out)
+    assert before < 0.2 and after > 0.5, (before, after)

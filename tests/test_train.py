@@ -69,3 +69,16 @@ def test_learning_rate_schedule_warms_up_then_decays():
     assert lrs[0] == pytest.approx(0.01) and lrs[99] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(lrs[100:], lrs[101:], strict=False))
     assert math.isclose(lrs[-1], 0.1, rel_tol=1e-3)
+
+
+def test_resume_accepts_a_checkpoint_written_before_an_option_existed(tmp_path):
+    import json
+
+    cell = tiny_cell()
+    with pytest.raises(KeyboardInterrupt):
+        train(cell, out_dir=tmp_path, progress=False, stop_after=20)
+    state_file = tmp_path / "checkpoint" / "state.json"
+    state = json.loads(state_file.read_text())
+    state["cell"]["train"].pop("compile")  # as written by a lengen without that option
+    state_file.write_text(json.dumps(state))
+    assert train(cell, out_dir=tmp_path, resume=True, progress=False).steps == 60

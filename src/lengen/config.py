@@ -133,11 +133,21 @@ class Cell:
     train: TrainConfig
     eval: EvalConfig
 
+    def canonical(self) -> dict[str, Any]:
+        """The configuration without settings left at their defaults: a new option added to lengen
+        (with a default) leaves the canonical form, and so the key, of existing cells unchanged."""
+        d = self.to_dict()
+        for section, default in (("model", ModelConfig()), ("train", TrainConfig()), ("eval", EvalConfig()),
+                                 ("scheme", SchemeSpec(self.scheme.position))):
+            base = dataclasses.asdict(default)
+            d[section] = {k: v for k, v in d[section].items() if k not in base or base[k] != v}
+        return d
+
     @property
     def key(self) -> str:
         """A readable, unique, filesystem-safe folder name."""
         parts = [self.scheme.label] + [f"{k}{v}" for k, v in self.grid_values.items()] + [f"seed{self.seed}"]
-        digest = hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+        digest = hashlib.sha1(json.dumps(self.canonical(), sort_keys=True).encode()).hexdigest()[:8]
         safe = "_".join(parts).replace("/", "-").replace(" ", "")
         return f"{safe}_{digest}"
 

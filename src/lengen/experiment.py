@@ -23,9 +23,12 @@ on the same cell with the same thread count, so the numbers do not depend on the
 from __future__ import annotations
 
 import concurrent.futures as futures
+import ctypes
 import json
 import multiprocessing
 import os
+import signal
+import sys
 import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
@@ -72,6 +75,26 @@ def read_rows(cell_dir: Path) -> list[dict[str, Any]] | None:
         raise LengenError(f"{Path(cell_dir) / ROWS_FILE}: unreadable ({e.__class__.__name__}); delete it to rerun "
                           f"that cell") from None
     return rows
+
+
+def adopt_moved_cells(out_dir: Path, cells: Sequence[Cell]) -> None:
+    """Rename cell folders written under an older key scheme to their current key.
+
+    A folder is adopted only when its ``cell.json`` describes exactly the same configuration, so a
+    lengen upgrade that changes how keys are computed resumes old runs instead of restarting them.
+    """
+    missing = {json.dumps(c.canonical(), sort_keys=True): c.key for c in cells
+               if not (out_dir / "cells" / c.key).exists()}
+    if not missing or not (out_dir / "cells").is_dir():
+        return
+    for folder in sorted((out_dir / "cells").iterdir()):
+        try:
+            saved = Cell.from_dict(json.loads((folder / "cell.json").read_text(encoding="utf-8")))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        key = missing.pop(json.dumps(saved.canonical(), sort_keys=True), None)
+        if key is not None and folder.name != key:
+            folder.rename(out_dir / "cells" / key)
 
 
 def run_cell(cell: Cell, cell_dir: Path, progress: bool = True, threads: int | None = None) -> list[dict[str, Any]]:
@@ -130,6 +153,19 @@ def _run_job_in_worker(args: tuple[dict[str, Any], str, int]) -> list[dict[str, 
     return run_cell(Cell.from_dict(cell_dict), Path(cell_dir), progress=False, threads=threads)
 
 
+def _die_with_parent() -> None:
+    """Worker initializer: have the kernel stop this worker when the parent dies, even by SIGKILL,
+    so no orphan keeps training (and writing checkpoints) after `lengen run` is gone."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def default_workers(n_cells: int) -> int:
     """Tiny models train fastest one single-threaded process per core (anchors.md): use the cores."""
     return max(1, min(n_cells, os.cpu_count() or 1))
@@ -155,13 +191,19 @@ class LocalBackend:
                 yield job, _run_job(job, progress)
             return
         ctx = multiprocessing.get_context("spawn")  # fork after torch has started threads can deadlock
-        with futures.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        with futures.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_die_with_parent) as pool:
             running = {pool.submit(_run_job_in_worker, (j.cell.to_dict(), str(j.cell_dir), j.threads)): j
                        for j in jobs}
             try:
                 for done in futures.as_completed(running):
                     yield running[done], done.result()
-            finally:  # an error, Ctrl-C or a caller that stops: queued cells never start
+            except BaseException:  # an error, Ctrl-C or SIGTERM: stop the workers now, not after their cell
+                processes = list((getattr(pool, "_processes", None) or {}).values())
+                pool.shutdown(wait=False, cancel_futures=True)
+                for process in processes:
+                    process.terminate()
+                raise
+            finally:  # a caller that stops early: queued cells never start
                 for f in running:
                     f.cancel()
 
@@ -192,6 +234,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: Path, workers: int | None = N
         raise LengenError("the experiment has no cells (is every scheme skipped for every task?)")
     out_dir = ensure_writable_dir(Path(out_dir))
     keys = [cell.key for cell in cells]
+    adopt_moved_cells(out_dir, cells)
     finished: dict[str, list[dict[str, Any]]] = {}
     for key in keys:  # cells finished by an earlier run are read here, never run again
         rows = read_rows(out_dir / "cells" / key)

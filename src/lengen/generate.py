@@ -5,7 +5,8 @@ Every emitted token needs a position id before it can be fed back:
 - Predictive Position Coupling (``predict_ids``): the id the model's position head predicted at the
   same step as the token. No id of the answer is taken from the task. With ``restrict_ids`` the
   prediction is restricted to ids that occur in the prompt: in every coupled task an output shares
-  its id with an input token or with the separator (the "end" id).
+  its id with an input token or with the separator (the "end" id). A pointer head
+  (``position_head_kind: pointer``) always predicts the id of a prompt token.
 """
 
 from __future__ import annotations
@@ -46,24 +47,32 @@ def generate(model: Transformer, prompt: torch.Tensor, prompt_ids: torch.Tensor,
         raise LengenError(f"generate: output_ids has {output_ids.shape[1]} ids for {steps} steps")
     model.eval()
     allowed = None
-    if predict_ids and restrict_ids and model.position_head is not None:
+    if predict_ids and restrict_ids and model.position_head is not None and not model.pointer:
         allowed = prompt_id_mask(prompt_ids, model.position_classes)
     cache = KVCache() if use_cache else None
     seq, seq_ids = prompt, prompt_ids
-    last = model.hidden(prompt, prompt_ids, cache)[:, -1]
+    prompt_hidden = model.hidden(prompt, prompt_ids, cache)  # causal: the same rows whatever follows
+    memory = model.pointer_memory(prompt_hidden, prompt) if model.pointer else prompt_hidden
+    last, last_id = prompt_hidden[:, -1], prompt_ids[:, -1]
     tokens, ids = [], []
     for step in range(steps):
-        token = model.head(last).argmax(-1)
-        if predict_ids:
-            logits = model.position_logits(last)
+        logits, scores = model.answer_outputs(last[:, None], last_id[:, None], memory, prompt_ids)
+        token = logits[:, 0].argmax(-1)
+        if predict_ids and model.pointer:
+            assert scores is not None
+            pid = prompt_ids.gather(1, scores[:, 0].argmax(-1, keepdim=True))[:, 0]
+        elif predict_ids:
+            assert scores is not None
+            scores = scores[:, 0]
             if allowed is not None:
-                logits = logits.masked_fill(~allowed, float("-inf"))
-            pid = logits.argmax(-1)
+                scores = scores.masked_fill(~allowed, float("-inf"))
+            pid = scores.argmax(-1)
         else:
             assert output_ids is not None
             pid = output_ids[:, step]
         tokens.append(token)
         ids.append(pid)
+        last_id = pid
         if step == steps - 1:
             break
         if cache is not None:

@@ -42,6 +42,17 @@ class ModelConfig:
     # score each id by the similarity of a projection of the hidden state to that id's row of the
     # scheme's learned table (an ordered, shared encoding of ids) instead of a separate output row
     position_head_tied: bool = False
+    # "classes": a classifier over absolute id classes. "pointer": score every prompt token as the
+    # source of the next token's id (dot product of a projected hidden state with the token's key plus
+    # a learned vector per clipped relative coupled-id distance); the predicted id is the best prompt token's id, so
+    # no absolute id class is needed and the scheme may have no id table (rope, t5_bias, ...)
+    position_head_kind: str = "classes"
+    pointer_max_distance: int = 16  # pointer: forward id distances beyond this share one bias
+    pointer_max_back: int | None = None  # pointer: backward distances beyond this share one (None: same)
+    pointer_feeds_token: bool = True  # pointer: the token head also reads the pointed-at prompt states
+    # pointer: what prompt tokens are scored (and read) by: their final hidden states ("hidden") or
+    # their token embeddings alone ("embed": the same for every length, so nothing drifts with length)
+    pointer_keys: str = "hidden"
 
     def validate(self) -> None:
         for name in ("d_model", "n_layers", "n_heads"):
@@ -56,6 +67,16 @@ class ModelConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"model: dropout must be in [0, 1), got {self.dropout}")
         SCHEMES.get_class(self.position)
+        if self.position_head_kind not in ("classes", "pointer"):
+            raise ConfigError(f"model: position_head_kind must be 'classes' or 'pointer', got "
+                              f"{self.position_head_kind!r}")
+        if self.position_head_kind == "pointer" and self.position_head_tied:
+            raise ConfigError("model: position_head_tied applies to position_head_kind 'classes' only")
+        if self.pointer_keys not in ("hidden", "embed"):
+            raise ConfigError(f"model: pointer_keys must be 'hidden' or 'embed', got {self.pointer_keys!r}")
+        if self.pointer_max_distance < 1 or (self.pointer_max_back is not None and self.pointer_max_back < 1):
+            raise ConfigError(f"model: pointer_max_distance and pointer_max_back must be >= 1, got "
+                              f"{self.pointer_max_distance}, {self.pointer_max_back}")
         if self.position_classes is not None and self.position_classes < 2:
             raise ConfigError(f"model: position_classes must be >= 2, got {self.position_classes}")
 
@@ -180,7 +201,19 @@ class Transformer(nn.Module):
         self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         self.position_head: nn.Linear | None = None
         self.position_classes = 0
-        if cfg.position_head:
+        self.pointer_key: nn.Linear | None = None
+        self.pointer_value: nn.Linear | None = None
+        self.pointer_bias: nn.Embedding | None = None
+        if cfg.position_head and cfg.position_head_kind == "pointer":
+            self.position_head = nn.Linear(cfg.d_model, cfg.d_model, bias=False)  # pointer queries
+            self.pointer_key = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+            back = cfg.pointer_max_back or cfg.pointer_max_distance
+            # one learned vector per clipped relative distance, added to the keys (Shaw et al. 2018):
+            # the query decides how much each distance counts
+            self.pointer_bias = nn.Embedding(back + cfg.pointer_max_distance + 1, cfg.d_model)
+            if cfg.pointer_feeds_token:
+                self.pointer_value = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+        elif cfg.position_head:
             classes = cfg.position_classes or self.positions.max_position()
             if classes is None:
                 raise ConfigError(f"model: position_head needs position_classes (scheme {cfg.position} has no "
@@ -238,10 +271,55 @@ class Transformer(nn.Module):
         """PPC: logits over the position id of the next token, [..., position_classes]."""
         if self.position_head is None:
             raise ConfigError("model: this model has no position head (set model.position_head: true)")
+        if self.pointer:
+            raise ConfigError("model: a pointer position head scores prompt tokens; use pointer_scores")
         table = getattr(self.positions, "table", None)
         if self.cfg.position_head_tied and isinstance(table, nn.Embedding):
             return self.position_head(hidden) @ table.weight.T
         return self.position_head(hidden)
+
+    @property
+    def pointer(self) -> bool:
+        """True for a PPC model whose position head points at prompt tokens."""
+        return self.pointer_key is not None
+
+    def pointer_memory(self, prompt_hidden: torch.Tensor, prompt: torch.Tensor) -> torch.Tensor:
+        """What a pointer head scores and reads for each prompt token, [B, P, d_model]."""
+        return self.embed(prompt) if self.cfg.pointer_keys == "embed" else prompt_hidden
+
+    def pointer_scores(self, rows: torch.Tensor, row_ids: torch.Tensor, memory: torch.Tensor,
+                       prompt_ids: torch.Tensor) -> torch.Tensor:
+        """Pointer PPC: [B, A, P] scores of "the next token's id is prompt token p's id" for each row.
+
+        ``memory`` [B, P, d_model] is ``pointer_memory`` of the prompt.
+        """
+        if self.position_head is None or self.pointer_key is None or self.pointer_bias is None:
+            raise ConfigError("model: pointer_scores needs position_head_kind 'pointer'")
+        q, k = self.position_head(rows), self.pointer_key(memory)
+        ahead, back = self.cfg.pointer_max_distance, self.cfg.pointer_max_back or self.cfg.pointer_max_distance
+        rel = (prompt_ids[:, None, :] - row_ids[:, :, None]).clamp(-back, ahead) + back  # [B, A, P]
+        content = q @ k.transpose(1, 2)
+        relative = (q[:, :, None, :] * self.pointer_bias(rel)).sum(-1)
+        return (content + relative) / math.sqrt(q.shape[-1])
+
+    def answer_outputs(self, rows: torch.Tensor, row_ids: torch.Tensor, memory: torch.Tensor,
+                       prompt_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Token logits [B, A, vocab] and PPC position scores for hidden ``rows`` whose ids are ``row_ids``.
+
+        Position scores are over id classes [B, A, position_classes] (``classes``), over prompt tokens
+        [B, A, P] (``pointer``; ``memory`` is ``pointer_memory`` of the prompt), or None without a
+        position head. A pointer that feeds the token head adds the pointer-weighted memory
+        (projected) to the rows before the token head.
+        """
+        if self.position_head is None:
+            return self.head(rows), None
+        if not self.pointer:
+            return self.head(rows), self.position_logits(rows)
+        scores = self.pointer_scores(rows, row_ids, memory, prompt_ids)
+        if self.pointer_value is not None:
+            read = torch.softmax(scores.float(), dim=-1).to(memory.dtype) @ memory
+            rows = rows + self.pointer_value(read)
+        return self.head(rows), scores
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

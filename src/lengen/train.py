@@ -28,6 +28,14 @@ from lengen.model import Transformer
 from lengen.tasks import Batch
 
 
+def same_configuration(saved: Any, cell: Cell) -> bool:
+    """Whether a checkpoint's saved cell is ``cell`` (options added since it was written count as default)."""
+    try:
+        return bool(Cell.from_dict(saved).canonical() == cell.canonical())
+    except (KeyError, TypeError):
+        return False
+
+
 def pick_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise LengenError("train.device is cuda but no CUDA device is available")
@@ -47,9 +55,35 @@ def model_ids(batch: Batch, which: str) -> torch.Tensor:
 
 def answer_logits(model: Transformer, batch: Batch, ids: torch.Tensor) -> torch.Tensor:
     """Logits at the answer positions only, [B, A, vocab] (the LM head runs on those rows alone)."""
+    return answer_outputs(model, batch, ids)[0]
+
+
+def answer_outputs(model: Transformer, batch: Batch,
+                   ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Token logits [B, A, vocab] and PPC position scores (or None) at the answer positions.
+
+    Only the answer rows go through the heads; a pointer head scores the prompt's tokens.
+    """
     hidden = model.hidden(batch.tokens, ids)
     index = batch.answer_index[:, :, None].expand(-1, -1, hidden.shape[-1])
-    return model.head(torch.gather(hidden, 1, index)).float()
+    rows = torch.gather(hidden, 1, index)
+    p = batch.prompt_length
+    memory = model.pointer_memory(hidden[:, :p], batch.tokens[:, :p]) if model.pointer else hidden[:, :p]
+    logits, scores = model.answer_outputs(rows, torch.gather(ids, 1, batch.answer_index), memory, ids[:, :p])
+    return logits.float(), None if scores is None else scores.float()
+
+
+def pointer_loss(scores: torch.Tensor, prompt_ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Pointer PPC loss: -log of the total probability of the prompt tokens whose id is the target id.
+
+    ``scores`` [B, A, P], ``prompt_ids`` [B, P], ``targets`` [B, A]. Rows whose target id occurs in no
+    prompt token are left out (none in the symbol tasks: every output shares an input's or the end id).
+    """
+    match = prompt_ids[:, None, :] == targets[:, :, None]
+    hit = match.any(-1)
+    total = torch.logsumexp(scores, -1)
+    good = torch.logsumexp(scores.masked_fill(~match, -1e9), -1)  # finite: no NaN gradient on rows left out
+    return torch.where(hit, total - good, torch.zeros_like(total)).sum() / hit.sum().clamp(min=1)
 
 
 def next_position_targets(batch: Batch, ids: torch.Tensor) -> torch.Tensor:
@@ -64,16 +98,14 @@ def answer_loss(model: Transformer, batch: Batch, ids: torch.Tensor,
     With a position head (PPC), ``position_weight`` times the cross-entropy of the next token's
     position id at the same answer positions is added.
     """
-    hidden = model.hidden(batch.tokens, ids)
-    index = batch.answer_index[:, :, None].expand(-1, -1, hidden.shape[-1])
-    rows = torch.gather(hidden, 1, index)
-    logits = model.head(rows).float()
+    logits, scores = answer_outputs(model, batch, ids)
     targets = batch.answers()
     loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
-    if model.position_head is not None and position_weight > 0:
-        pos_logits = model.position_logits(rows).float()
+    if scores is not None and position_weight > 0:
         pos_targets = next_position_targets(batch, ids)
-        loss = loss + position_weight * F.cross_entropy(pos_logits.flatten(0, 1), pos_targets.flatten())
+        pos_loss = pointer_loss(scores, ids[:, :batch.prompt_length], pos_targets) if model.pointer else \
+            F.cross_entropy(scores.flatten(0, 1), pos_targets.flatten())
+        loss = loss + position_weight * pos_loss
     correct = (logits.argmax(-1) == targets).sum()
     return loss, correct, int(targets.numel())
 
@@ -137,7 +169,7 @@ def train(cell: Cell, out_dir: Path | None = None, resume: bool = False, progres
     ckpt_dir = None if out_dir is None else Path(out_dir) / "checkpoint"
     if resume and ckpt_dir is not None and (found := find_checkpoint(ckpt_dir)) is not None:
         state = read_state(found)
-        if state.get("cell") != cell.to_dict():
+        if not same_configuration(state.get("cell"), cell):
             raise LengenError(f"cannot resume from {found}: it was written by a different configuration")
         load_weights(found, model)
         load_optimizer(found, optimizer, state)

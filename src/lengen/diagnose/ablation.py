@@ -22,6 +22,9 @@ context often yields the same answer as the full one (zero planted bits has pari
 sufficiency curve measured against it is degenerate. The price: redundant context (two copies of one
 fact, neither needed alone) is invisible to single-position ablation and lowers k.
 
+For text, ``estimate_shared_rows`` is the cheaper alternative to steps 1-2: one window scores its last
+S predictions, every position is ablated once, and that one pass serves all S predictions (no screen).
+
 Baseline tokens (``choose_baseline``): among the most frequent context tokens, those whose substitution
 disturbs predictions least on a pilot sample. This choice is ours. It keeps a substitution inside the
 data's background, which is what "depends on" means for the planted tasks (a noise token replaced by

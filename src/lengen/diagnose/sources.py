@@ -7,6 +7,8 @@ logits, the input-embedding module (for gradient screening) and the context limi
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 from collections.abc import Callable
@@ -155,18 +157,13 @@ def _load_hf(path: Path, gguf_file: str | None) -> ModelHandle:
     kwargs: dict[str, Any] = {"local_files_only": True}
     if gguf_file is not None:
         kwargs["gguf_file"] = gguf_file
-    quiet = os.environ.get("TQDM_DISABLE")
-    os.environ["TQDM_DISABLE"] = "1"  # the GGUF de-quantizer draws its own tqdm bar on stderr
     try:
-        model = transformers.AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32, **kwargs)
+        # the GGUF de-quantizer draws its own tqdm bar on stderr; errors still surface as exceptions
+        with contextlib.redirect_stderr(io.StringIO()):
+            model = transformers.AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32, **kwargs)
     except Exception as e:  # transformers raises OSError, ValueError, KeyError, safetensors errors...
         what = f"{path / gguf_file}" if gguf_file else str(path)
         raise LengenError(f"could not load a causal LM from {what}: {_first_line(e)}") from None
-    finally:
-        if quiet is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = quiet
     tokenizer = None
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(path), **kwargs)

@@ -43,7 +43,7 @@ def render_accuracy_vs_length(rows: Sequence[dict[str, Any]], value: str = "accu
     """One line per series (mean over seeds), the 95% t-interval over seeds shaded."""
     cols, data = summary_by_series(rows, value)
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    for key in sorted(data, key=lambda k: tuple(str(x) for x in k)):
+    for key in sorted(data, key=lambda k: tuple(_order(x) for x in k)):
         lengths = list(data[key])
         stats = [data[key][n] for n in lengths]
         (line,) = ax.plot(lengths, [s.mean for s in stats], marker="o", ms=3, label=_series_label(cols, key))
@@ -54,6 +54,9 @@ def render_accuracy_vs_length(rows: Sequence[dict[str, Any]], value: str = "accu
     ax.axvline(train_max, color="gray", ls="--", lw=1)
     ax.text(train_max, 0.02, " longest training length", color="gray", fontsize=8)
     ax.set_xscale("log", base=2)
+    ticks = sorted({int(r["eval_len"]) for r in rows})
+    ax.set_xticks(ticks, [str(n) for n in ticks])
+    ax.minorticks_off()
     ax.set_xlabel("evaluation length")
     ax.set_ylabel(value.replace("_", " "))
     ax.set_ylim(-0.02, 1.02)

@@ -3,7 +3,9 @@
 A sample of ``length`` n is ``x_1 .. x_n SEP y_1 .. y_m EOS``; the answer is ``y_1 .. y_m EOS`` (m + 1
 predictions, all scored). Coupled position ids (Cho et al. 2024) give tokens that must be matched the
 same id: ``x_i`` has id i, every output ``y_j`` has the id of the input token it comes from, and SEP and
-EOS share the "end" id n + 1. Ids always start at the same place (1); the random start offset used in
+EOS share the "end" id n + 1 (``boundary_id: end``, the default) or the "start" id 0 (``boundary_id: start``:
+the answer then starts where the input starts, so the first output's id is near the separator's in id space
+on tasks that read the input from its start). Ids always start at the same place (1); the random start offset used in
 training is applied by the position scheme (``learned`` with ``random_offset``) in training mode only,
 so the task needs no train/eval flag and evaluation always sees the fixed start.
 
@@ -40,12 +42,15 @@ class Seq2SeqTask(Task):
     """Base of the symbol-sequence tasks: subclasses choose the inputs and which input each output copies."""
 
     symbols: int = param(10, "number of distinct input symbols")
+    boundary_id: str = param("end", "coupled id of the separator and EOS: 'end' (n + 1) or 'start' (0)")
 
     multi_token: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         if self.symbols < 2:
             raise ConfigError(f"task {self.name}: symbols must be >= 2, got {self.symbols}")
+        if self.boundary_id not in ("end", "start"):
+            raise ConfigError(f"task {self.name}: boundary_id must be 'end' or 'start', got {self.boundary_id!r}")
 
     @property
     def sep(self) -> int:
@@ -84,7 +89,7 @@ class Seq2SeqTask(Task):
         y = np.take_along_axis(x, source, axis=1)
         b_sep = np.full((batch, 1), self.sep)
         tokens = np.concatenate([x, b_sep, y, np.full((batch, 1), self.eos)], axis=1)
-        end = np.full((batch, 1), length + 1)
+        end = np.full((batch, 1), length + 1 if self.boundary_id == "end" else 0)
         coupled = np.concatenate([np.arange(1, length + 1)[None].repeat(batch, 0), end, source + 1, end], axis=1)
         answer_index = np.arange(length, length + m + 1)[None].repeat(batch, 0)
         dependencies = pad_sets([row + [[]] for row in deps])  # EOS depends on no token's value

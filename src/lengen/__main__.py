@@ -1,0 +1,7 @@
+"""`python -m lengen ...` is the `lengen` command."""
+
+import sys
+
+from lengen.cli import main
+
+sys.exit(main())
