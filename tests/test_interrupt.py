@@ -1,5 +1,6 @@
 """Stopping `lengen run` stops its worker processes too: no orphan keeps training after it."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -9,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from helpers import tiny_experiment
 
 
@@ -41,19 +41,25 @@ def test_stopping_run_stops_its_workers(tmp_path, sig):
     proc = subprocess.Popen([sys.executable, "-m", "lengen", "run", str(tmp_path / "exp.yaml"), "--out",
                              str(tmp_path / "out"), "--workers", "2", "--quiet"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
     workers: set[int] = set()
-    while time.time() < deadline and len(workers) < 2:  # wait until both workers train
-        workers = {c for c in children_of(proc.pid)
-                   if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text(errors="ignore")
-                   and any((tmp_path / "out" / "cells").glob("*/cell.json"))}
-        time.sleep(0.5)
-    assert len(workers) == 2, "workers did not start"
-    os.kill(proc.pid, sig)
-    _, err = proc.communicate(timeout=60)
-    deadline = time.time() + 30
-    while time.time() < deadline and any(alive(w) for w in workers):
-        time.sleep(0.2)
-    assert not any(alive(w) for w in workers)
-    if sig == signal.SIGTERM:
-        assert proc.returncode == 130 and "interrupted" in err
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and len(workers) < 2:  # wait until both workers train
+            workers = {c for c in children_of(proc.pid)
+                       if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text(errors="ignore")
+                       and any((tmp_path / "out" / "cells").glob("*/cell.json"))}
+            time.sleep(0.5)
+        assert len(workers) == 2, "workers did not start"
+        os.kill(proc.pid, sig)
+        _, err = proc.communicate(timeout=60)
+        deadline = time.time() + 30
+        while time.time() < deadline and any(alive(w) for w in workers):
+            time.sleep(0.2)
+        assert not any(alive(w) for w in workers)
+        if sig == signal.SIGTERM:
+            assert proc.returncode == 130 and "interrupted" in err
+    finally:  # never leave a training process behind, whatever failed above
+        for pid in [proc.pid, *workers, *children_of(proc.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        proc.wait(timeout=30)

@@ -116,17 +116,20 @@ def test_multi_task_experiment_with_scheme_overrides():
         parse_experiment(raw)
 
 
-def _pointer_model(position: str = "t5_bias", seed: int = 0, **args) -> Transformer:
+def _pointer_model(position: str = "t5_bias", seed: int = 0, distance: str = "exact", keys: str = "hidden",
+                   **args) -> Transformer:
     torch.manual_seed(seed)
     cfg = ModelConfig(vocab_size=12, d_model=32, n_layers=2, n_heads=2, position=position, position_args=args,
-                      position_head=True, position_head_kind="pointer", pointer_max_distance=4)
+                      position_head=True, position_head_kind="pointer", pointer_max_distance=6,
+                      pointer_max_back=2, pointer_distance=distance, pointer_keys=keys)
     return Transformer(cfg).eval()
 
 
 @pytest.mark.parametrize("task", ["sort", "filter_copy"])
-@pytest.mark.parametrize("position", ["t5_bias", "rope", "learned"])
-def test_cached_pointer_ppc_generation_returns_the_same_tokens_and_ids(task, position):
-    model = _pointer_model(position)
+@pytest.mark.parametrize("position,distance,keys", [("t5_bias", "exact", "hidden"), ("rope", "interpolated", "hidden"),
+                                                    ("learned", "interpolated", "embed")])
+def test_cached_pointer_ppc_generation_returns_the_same_tokens_and_ids(task, position, distance, keys):
+    model = _pointer_model(position, distance=distance, keys=keys)
     batch = make_task(task).sample(np.random.default_rng(2), 16, 12)
     prompt, prompt_ids, steps = generation_inputs(batch, batch.coupled_ids)
     fast = generate(model, prompt, prompt_ids, steps, predict_ids=True)
@@ -183,4 +186,17 @@ def test_pointer_head_learns_next_coupled_id():
     model.eval()
     with torch.no_grad():
         after = _pointer_accuracy(model, held_out)
-    assert before < 0.2 and after > 0.5, (before, after)
+    assert before < 0.2 and after > 0.75, (before, after)
+
+
+def test_interpolated_pointer_distances_by_hand():
+    from lengen.model import pointer_anchors
+    assert pointer_anchors(16) == [0, 1, 2, 3, 4, 6, 8, 12, 16] and pointer_anchors(2) == [0, 1, 2]
+    model = _pointer_model(distance="interpolated")  # anchors -2 -1 0 1 2 3 4 6
+    assert model.pointer_anchors.tolist() == [-2, -1, 0, 1, 2, 3, 4, 6]
+    rows, memory = torch.randn(1, 1, 32), torch.zeros(1, 12, 32)  # zero memory: the distance term only
+    scores = model.pointer_scores(rows, torch.tensor([[3]]), memory, torch.arange(12)[None])[0, 0]
+    per_anchor = model.position_head(rows)[0, 0] @ model.pointer_bias.weight.T / 32 ** 0.5
+    assert torch.allclose(scores[3 + 5], (per_anchor[6] + per_anchor[7]) / 2, atol=1e-6)  # distance 5
+    assert torch.allclose(scores[3 + 8], per_anchor[7], atol=1e-6)  # beyond the clip: the last anchor
+    assert torch.allclose(scores[0], per_anchor[0], atol=1e-6)  # distance -3: clipped to -2

@@ -57,6 +57,10 @@ class TrainConfig:
     # torch.compile the loss forward: ~1.05x on this 2-core CPU for ~10 s of compiling per run, so off
     # by default (docs/performance.md); worth trying for larger models or on a GPU
     compile: bool = False
+    # PoSE (lengen.positions.pose): during training only, cut each window into pose_chunks pieces whose
+    # ids are shifted by random skips so that ids up to pose_target_length - 1 are seen (None: off)
+    pose_target_length: int | None = None
+    pose_chunks: int = 2
 
     def validate(self) -> None:
         for name in ("steps", "batch_size", "check_every", "checkpoint_every", "min_len", "max_len"):
@@ -78,6 +82,11 @@ class TrainConfig:
             raise ConfigError(f"train: threads must be >= 1, got {self.threads}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"train: device must be auto, cpu or cuda, got {self.device!r}")
+        if self.pose_chunks < 1:
+            raise ConfigError(f"train: pose_chunks must be >= 1, got {self.pose_chunks}")
+        if self.pose_target_length is not None and self.pose_target_length < self.max_len:
+            raise ConfigError(f"train: pose_target_length ({self.pose_target_length}) must be at least "
+                              f"max_len ({self.max_len})")
 
 
 @dataclass
@@ -413,6 +422,9 @@ def validate_experiment(cfg: ExperimentConfig) -> None:
         if limit is not None and longest > limit:
             raise ConfigError(f"scheme {cell.scheme.label}: eval length {max(cell.eval.lengths)} needs position ids "
                               f"up to ~{longest} but max_position is {limit}")
+        if limit is not None and cell.train.pose_target_length is not None and cell.train.pose_target_length > limit:
+            raise ConfigError(f"scheme {cell.scheme.label}: train.pose_target_length {cell.train.pose_target_length} "
+                              f"is beyond its max_position {limit}")
 
 
 def load_experiment(path: str | Path) -> ExperimentConfig:

@@ -49,6 +49,10 @@ class ModelConfig:
     position_head_kind: str = "classes"
     pointer_max_distance: int = 16  # pointer: forward id distances beyond this share one bias
     pointer_max_back: int | None = None  # pointer: backward distances beyond this share one (None: same)
+    # pointer: "exact" learns one vector per clipped distance; "interpolated" learns vectors at the
+    # anchor distances 0, +-1, +-2, +-3, +-4, +-6, +-8, +-12, +-16, ... (up to the clips) and interpolates
+    # linearly between them, so rarely seen distances share what their neighbours learned
+    pointer_distance: str = "exact"
     pointer_feeds_token: bool = True  # pointer: the token head also reads the pointed-at prompt states
     # pointer: what prompt tokens are scored (and read) by: their final hidden states ("hidden") or
     # their token embeddings alone ("embed": the same for every length, so nothing drifts with length)
@@ -72,6 +76,9 @@ class ModelConfig:
                               f"{self.position_head_kind!r}")
         if self.position_head_kind == "pointer" and self.position_head_tied:
             raise ConfigError("model: position_head_tied applies to position_head_kind 'classes' only")
+        if self.pointer_distance not in ("exact", "interpolated"):
+            raise ConfigError(f"model: pointer_distance must be 'exact' or 'interpolated', got "
+                              f"{self.pointer_distance!r}")
         if self.pointer_keys not in ("hidden", "embed"):
             raise ConfigError(f"model: pointer_keys must be 'hidden' or 'embed', got {self.pointer_keys!r}")
         if self.pointer_max_distance < 1 or (self.pointer_max_back is not None and self.pointer_max_back < 1):
@@ -90,6 +97,15 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def pointer_anchors(clip: int) -> list[int]:
+    """0, 1, 2, 3, 4, 6, 8, 12, 16, 24, ... below ``clip``, then ``clip`` (the pointer's anchor distances)."""
+    out, a = [0], 1
+    while a < clip:
+        out.append(a)
+        a = a + 1 if a < 4 else a + (a // 2 if (a & (a - 1)) == 0 else a // 3)
+    return out + [clip]
 
 
 class RMSNorm(nn.Module):
@@ -210,7 +226,12 @@ class Transformer(nn.Module):
             back = cfg.pointer_max_back or cfg.pointer_max_distance
             # one learned vector per clipped relative distance, added to the keys (Shaw et al. 2018):
             # the query decides how much each distance counts
-            self.pointer_bias = nn.Embedding(back + cfg.pointer_max_distance + 1, cfg.d_model)
+            anchors = [-a for a in reversed(pointer_anchors(back)[1:])] + pointer_anchors(cfg.pointer_max_distance)
+            interpolated = cfg.pointer_distance == "interpolated"
+            self.register_buffer("pointer_anchors", torch.tensor(anchors, dtype=torch.float32) if interpolated
+                                 else None, persistent=False)
+            self.pointer_bias = nn.Embedding(len(anchors) if interpolated else back + cfg.pointer_max_distance + 1,
+                                             cfg.d_model)
             if cfg.pointer_feeds_token:
                 self.pointer_value = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
         elif cfg.position_head:
@@ -297,9 +318,17 @@ class Transformer(nn.Module):
             raise ConfigError("model: pointer_scores needs position_head_kind 'pointer'")
         q, k = self.position_head(rows), self.pointer_key(memory)
         ahead, back = self.cfg.pointer_max_distance, self.cfg.pointer_max_back or self.cfg.pointer_max_distance
-        rel = (prompt_ids[:, None, :] - row_ids[:, :, None]).clamp(-back, ahead) + back  # [B, A, P]
+        rel = (prompt_ids[:, None, :] - row_ids[:, :, None]).clamp(-back, ahead)  # [B, A, P]
         content = q @ k.transpose(1, 2)
-        relative = (q[:, :, None, :] * self.pointer_bias(rel)).sum(-1)
+        anchors = self.pointer_anchors
+        if not isinstance(anchors, torch.Tensor):
+            relative = (q[:, :, None, :] * self.pointer_bias(rel + back)).sum(-1)
+        else:  # linear interpolation between the two anchors around each distance
+            hi = torch.searchsorted(anchors, rel.float().contiguous(), right=False).clamp(1, len(anchors) - 1)
+            lo = hi - 1
+            w = ((rel.float() - anchors[lo]) / (anchors[hi] - anchors[lo])).clamp(0, 1)
+            table = q @ self.pointer_bias.weight.T  # [B, A, anchors]: the query against every anchor vector
+            relative = torch.lerp(table.gather(2, lo), table.gather(2, hi), w.to(table.dtype))
         return (content + relative) / math.sqrt(q.shape[-1])
 
     def answer_outputs(self, rows: torch.Tensor, row_ids: torch.Tensor, memory: torch.Tensor,

