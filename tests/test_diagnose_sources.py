@@ -176,7 +176,7 @@ def test_bad_model_folder(setup: str, message: str, tiny_llama: Path, corpus: Pa
 
 
 def test_read_texts_plain_file(tmp_path: Path) -> None:
-    from lengen.diagnose.sources import read_texts
+    from lengen.text.corpus import read_texts
 
     path = tmp_path / "a.txt"
     path.write_text("hello\nworld\n")

@@ -28,15 +28,10 @@ def _run(args: argparse.Namespace) -> int:
     from lengen.diagnose.ablation import AblationConfig
     from lengen.diagnose.report import Thresholds, write_report
     from lengen.diagnose.run import RunSettings, run_diagnosis, summarize
-    from lengen.diagnose.sources import (
-        load_model,
-        pick_tokenizer,
-        read_texts,
-        task_queries,
-        text_queries,
-    )
+    from lengen.diagnose.sources import load_model, pick_tokenizer, task_queries, text_queries
     from lengen.io import ensure_writable_dir
     from lengen.tasks import make_task
+    from lengen.text.corpus import read_texts
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -235,41 +235,7 @@ def pick_tokenizer(handle: ModelHandle, which: str = "auto") -> TextTokenizer:
     return tok
 
 
-# -- data -----------------------------------------------------------------------------------------
-
-def read_texts(path: str | Path, field_name: str | None = None) -> list[str]:
-    """Documents of a UTF-8 text file (one document) or of a JSONL file (``field_name`` of each line)."""
-    path = Path(path)
-    if not path.is_file():
-        raise LengenError(f"data file not found: {path}")
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise LengenError(f"{path} is not UTF-8 text (invalid byte at offset {e.start})") from None
-    if not text.strip():
-        raise LengenError(f"{path} is empty")
-    jsonl = field_name is not None or path.suffix in (".jsonl", ".ndjson")
-    if not jsonl:
-        return [text]
-    key = field_name or "text"
-    docs = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise LengenError(f"{path}:{number}: not valid JSON ({e.msg})") from None
-        if not isinstance(obj, dict) or key not in obj:
-            raise LengenError(f"{path}:{number}: no field {key!r} (use --field to name the text field)")
-        if not isinstance(obj[key], str):
-            raise LengenError(f"{path}:{number}: field {key!r} is not a string")
-        docs.append(obj[key])
-    if not docs:
-        raise LengenError(f"{path} has no records")
-    return docs
-
+# -- data (files are read by lengen.text.corpus.read_texts) -----------------------------------------
 
 @dataclass
 class Queries:

@@ -85,7 +85,18 @@ def _decode(path: Path, raw: bytes) -> str:
         raise LengenError(f"{path} is not UTF-8 text (invalid byte at offset {e.start})") from None
 
 
-def _jsonl_texts(path: Path, text: str, field: str = "text") -> list[str]:
+def read_texts(path: str | Path, field_name: str | None = None) -> list[str]:
+    """Documents of a UTF-8 text file (one document) or of a JSONL file (``field_name`` of each line,
+    default ``text``), with one clear error line for a missing, empty, non-UTF-8 or malformed file."""
+    path = Path(path)
+    if not path.is_file():
+        raise LengenError(f"data file not found: {path}")
+    text = _decode(path, path.read_bytes())
+    if not text.strip():
+        raise LengenError(f"{path} is empty")
+    if field_name is None and path.suffix not in (".jsonl", ".ndjson"):
+        return [text]
+    key = field_name or "text"
     docs = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -94,9 +105,13 @@ def _jsonl_texts(path: Path, text: str, field: str = "text") -> list[str]:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
             raise LengenError(f"{path}:{number}: not valid JSON ({e.msg})") from None
-        if not isinstance(obj, dict) or not isinstance(obj.get(field), str):
-            raise LengenError(f"{path}:{number}: no string field {field!r}")
-        docs.append(obj[field])
+        if not isinstance(obj, dict) or key not in obj:
+            raise LengenError(f"{path}:{number}: no field {key!r} (use --field to name the text field)")
+        if not isinstance(obj[key], str):
+            raise LengenError(f"{path}:{number}: field {key!r} is not a string")
+        docs.append(obj[key])
+    if not docs:
+        raise LengenError(f"{path} has no records")
     return docs
 
 
@@ -148,10 +163,8 @@ def read_documents(corpus: str) -> tuple[list[str], str]:
     else:
         docs = []
         for path in _corpus_files(corpus):
-            raw = path.read_bytes()
-            digest.update(path.name.encode() + b"\0" + raw)
-            text = _decode(path, raw)
-            docs.extend(_jsonl_texts(path, text) if path.suffix in (".jsonl", ".ndjson") else [text])
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+            docs.extend(read_texts(path))
     docs = [d for d in docs if d.strip()]
     if not docs:
         raise LengenError(f"corpus {corpus} is empty")
