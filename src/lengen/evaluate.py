@@ -6,6 +6,7 @@ experiment is scored on the same samples. Batches are sized by length to bound m
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -41,11 +42,7 @@ def evaluate_length(model: Transformer, task: Task, length: int, samples: int, s
         seq_len = batch.tokens.shape[1]
         batch.position_ids = model.prepare_ids(model_ids(batch, ids_kind), gen)
         batch = batch.to(device)
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else None
-        if autocast is not None:
-            with autocast:
-                logits = answer_logits(model, batch, batch.position_ids)
-        else:
+        with torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext():
             logits = answer_logits(model, batch, batch.position_ids)
         hit = logits.argmax(-1) == batch.answers()
         correct += int(hit.sum())
