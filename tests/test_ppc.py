@@ -25,6 +25,21 @@ def _ppc_model(seed: int = 0) -> Transformer:
     return _model("learned", head=True, seed=seed, random_offset=True, max_position=64)
 
 
+def _train_briefly(model, task, steps: int = 120) -> None:
+    """A short joint token + position training run on coupled ids (the scheme's id rewrite included)."""
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    rng, gen = np.random.default_rng(0), torch.Generator().manual_seed(0)
+    model.train()
+    for _ in range(steps):
+        batch = task.sample(rng, 32, int(rng.integers(2, 9)))
+        ids = model.prepare_ids(batch.coupled_ids, gen)
+        loss, _, _ = answer_loss(model, batch, ids, position_weight=1.0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+
+
 @pytest.mark.parametrize("position", ["nope", "rope", "alibi", "learned"])
 def test_cached_generation_equals_recomputation(position):
     model = _model(position)
@@ -73,17 +88,7 @@ def test_position_head_learns_next_coupled_id():
     held_out = task.sample(np.random.default_rng(99), 128, 8)
     with torch.no_grad():
         before = _position_accuracy(model, held_out)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    rng, gen = np.random.default_rng(0), torch.Generator().manual_seed(0)
-    model.train()
-    for _ in range(120):
-        batch = task.sample(rng, 32, int(rng.integers(2, 9)))
-        ids = model.prepare_ids(batch.coupled_ids, gen)
-        loss, _, _ = answer_loss(model, batch, ids, position_weight=1.0)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
+    _train_briefly(model, task)
     with torch.no_grad():
         after = _position_accuracy(model, held_out)
     assert before < 0.3 and after > 0.6, (before, after)
@@ -174,16 +179,7 @@ def test_pointer_head_learns_next_coupled_id():
     held_out = task.sample(np.random.default_rng(99), 128, 8)
     with torch.no_grad():
         before = _pointer_accuracy(model, held_out)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    rng = np.random.default_rng(0)
-    model.train()
-    for _ in range(120):
-        batch = task.sample(rng, 32, int(rng.integers(2, 9)))
-        loss, _, _ = answer_loss(model, batch, batch.coupled_ids, position_weight=1.0)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
+    _train_briefly(model, task)
     with torch.no_grad():
         after = _pointer_accuracy(model, held_out)
     assert before < 0.2 and after > 0.75, (before, after)
