@@ -80,6 +80,22 @@ def test_squeeze_by_hand():
     assert ((x[:, 1:] != x[:, :-1]).sum(1) == 4).all()  # ceil(9 / 2) = 5 runs
 
 
+def test_squeeze_run_fraction_range_varies_runs_per_batch():
+    task = make_task("squeeze", run_fraction=0.6, run_fraction_min=0.2)
+    rng = np.random.default_rng(5)
+    runs = set()
+    for _ in range(40):
+        batch = task.sample(rng, 16, 20)
+        x = batch.tokens[:, :20]
+        per_row = (x[:, 1:] != x[:, :-1]).sum(1) + 1
+        assert (per_row == per_row[0]).all()  # one fraction per batch: dense answers
+        assert torch.equal(task.recompute_answer(batch), batch.answers())
+        runs.add(int(per_row[0]))
+    assert min(runs) >= 4 and max(runs) <= 12 and len(runs) >= 5
+    with pytest.raises(ConfigError, match="run_fraction_min"):
+        make_task("squeeze", run_fraction=0.5, run_fraction_min=0.7)
+
+
 def _number(digits: list[int]) -> int:
     return int("".join(map(str, digits))) if digits else 0
 

@@ -95,3 +95,10 @@ def test_cells_written_under_an_older_key_are_adopted_not_rerun(tmp_path):
     run_experiment(cfg, tmp_path, progress=False, report=False)
     assert [p.name for p in (tmp_path / "cells").iterdir()] == [folder.name]
     assert (folder / "rows.json").stat().st_mtime_ns == stamp
+
+
+def test_quick_without_a_quick_section_is_one_clear_error(capsys):
+    assert main(["run", str(REPO / "experiments" / "sparsity.yaml"), "--quick"]) == 2
+    assert "quick" in capsys.readouterr().err
+    assert main(["run", "--quick"]) == 2
+    assert "--quick needs an experiment file" in capsys.readouterr().err

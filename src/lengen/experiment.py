@@ -277,6 +277,10 @@ def run_experiment(cfg: ExperimentConfig, out_dir: Path, workers: int | None = N
     rows = [r for k in keys for r in finished[k]]
     if not rows:
         raise LengenError("the experiment produced no results")
+    if cfg.language is not None:  # after every cell: it compares all models on the same tokens
+        from lengen.text.analysis import run_language_analysis
+
+        run_language_analysis(cfg, out_dir, progress)
     if report:
         write_report(out_dir)
     return rows

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from lengen.config import ExperimentConfig, default_experiment_path, load_experiment
+from lengen.errors import ConfigError
 
 
 def execute(cfg: ExperimentConfig, out: Path, workers: int | None, quiet: bool) -> int:
@@ -18,13 +19,20 @@ def execute(cfg: ExperimentConfig, out: Path, workers: int | None, quiet: bool) 
     print()
     print(format_table(rows))
     print(f"\nwrote {out / 'results.csv'}, {out / 'accuracy_vs_length.png'}, {out / 'experiment.yaml'}")
+    if cfg.language is not None:
+        from lengen.text.analysis import FOLDER
+
+        print(f"\n{(out / FOLDER / 'summary.md').read_text(encoding='utf-8')}")
+        print(f"language analysis: {out / FOLDER}")
     print(f"report: {out / 'report.html'}")
     return 0
 
 
 def _run(args: argparse.Namespace) -> int:
     path = Path(args.file) if args.file else default_experiment_path()
-    cfg = load_experiment(path)
+    if args.quick and not args.file:
+        raise ConfigError("--quick needs an experiment file with a quick: section")
+    cfg = load_experiment(path, quick=args.quick)
     out = Path(args.out) if args.out else Path("runs") / cfg.experiment
     return execute(cfg, out, args.workers, args.quiet)
 
@@ -35,6 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "same --out folder skips finished cells and resumes unfinished ones.")
     p.add_argument("file", nargs="?", help="experiment YAML (default: the embedded default experiment)")
     p.add_argument("--out", help="output folder (default: runs/<experiment name>)")
+    p.add_argument("--quick", action="store_true", help="apply the file's quick: overrides (a smaller run, "
+                                                        "written to runs/<experiment>-quick by default)")
     p.add_argument("--workers", type=int, help="parallel worker processes (default: one per core)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=_run)

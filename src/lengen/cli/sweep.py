@@ -12,7 +12,7 @@ def _run(args: argparse.Namespace) -> int:
     from lengen.report.results import format_table
     from lengen.sweep import run_sweep
 
-    cfg = load_experiment(args.file)
+    cfg = load_experiment(args.file, quick=args.quick)
     out = Path(args.out) if args.out else Path("runs") / cfg.experiment
     n = len(cfg.cells())
     where = f"ray at {args.address}" if args.address else "a local ray runtime" if args.backend == "ray" else \
@@ -34,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "folder skips finished cells and resumes unfinished ones.")
     p.add_argument("file", help="experiment (sweep) YAML")
     p.add_argument("--out", help="output folder (default: runs/<experiment name>)")
+    p.add_argument("--quick", action="store_true", help="apply the file's quick: overrides (a smaller run)")
     p.add_argument("--backend", choices=["local", "ray"], default="local", help="where cells run (default: local)")
     p.add_argument("--address", help="Ray cluster address (HOST:PORT, ray://HOST:PORT or auto); default: start a "
                                      "local Ray runtime")

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from lengen.errors import LengenError
+from lengen.model import KVCache
 from lengen.tasks import Task
 
 
@@ -57,18 +58,53 @@ class ModelHandle:
 # -- models ---------------------------------------------------------------------------------------
 
 def lengen_handle(model: Any, task: Task | None = None, description: str = "lengen model") -> ModelHandle:
-    """Wrap a ``lengen.model.Transformer``: plain position ids 0..T-1 (eval-mode ``prepare_ids``)."""
+    """Wrap a ``lengen.model.Transformer``: ids 0..T-1 through the eval-mode ``prepare_ids``.
+
+    Schemes that draw ids at random (``randomized``) get one fixed draw per length, the same for every
+    row, so an ablated row differs from its clean row in the ablated token only. ``suffix_logits``
+    reuses the clean row's key/value cache for the unchanged prefix (``estimate_shared_rows``).
+    """
     model.eval()
+    device = next(model.parameters()).device
+
+    def plain_ids(b: int, t: int) -> torch.Tensor:
+        ids = torch.arange(t, device=device)[None]
+        out: torch.Tensor = model.prepare_ids(ids, torch.Generator(device=device).manual_seed(0))
+        return out.expand(b, t)
+
+    def logits_keep(tokens: torch.Tensor, keep: int) -> torch.Tensor:
+        hidden = model.hidden(tokens, plain_ids(*tokens.shape))
+        out: torch.Tensor = model.head(hidden[:, -keep:])
+        return out
 
     def logits(tokens: torch.Tensor) -> torch.Tensor:
-        ids = torch.arange(tokens.shape[1], device=tokens.device).expand_as(tokens)
-        out: torch.Tensor = model(tokens, model.prepare_ids(ids))
+        return logits_keep(tokens, tokens.shape[1])
+
+    cached: dict[str, Any] = {}
+
+    def suffix_logits(row: torch.Tensor, variants: torch.Tensor, start: int, keep: int) -> torch.Tensor:
+        b, t = variants.shape
+        keep = min(keep, t - start)
+        if start == 0:
+            return logits_keep(variants, keep)
+        ids = plain_ids(1, t)
+        if cached.get("row") is None or not torch.equal(cached["row"], row):
+            cache = KVCache()
+            model.hidden(row, ids, cache)
+            cached["row"], cached["cache"] = row.clone(), cache
+        full: KVCache = cached["cache"]
+        prefix = KVCache(keys=[k[:, :, :start].expand(b, -1, -1, -1) for k in full.keys],
+                         values=[v[:, :, :start].expand(b, -1, -1, -1) for v in full.values],
+                         ids=ids[:, :start].expand(b, -1))
+        hidden = model.hidden(variants[:, start:], ids[:, start:].expand(b, -1), prefix)
+        out: torch.Tensor = model.head(hidden[:, -keep:])
         return out
 
     limit = model.positions.max_position()
     return ModelHandle(logits=logits, embedding=model.embed, vocab_size=model.cfg.vocab_size,
                        max_length=limit, description=description, task=task,
-                       num_parameters=sum(p.numel() for p in model.parameters()))
+                       num_parameters=sum(p.numel() for p in model.parameters()),
+                       logits_keep=logits_keep, suffix_logits=suffix_logits)
 
 
 def hf_handle(model: Any, description: str, tokenizer: Any = None) -> ModelHandle:

@@ -116,6 +116,32 @@ def _training_table(rows: Sequence[dict[str, Any]]) -> str:
     return _table(fields, body, left=1)
 
 
+def _language_section(run_dir: Path) -> list[str]:
+    """The language analysis (``lengen.text.analysis``), when the run has one: its summary and figures."""
+    folder = run_dir / "language"
+    summary = folder / "summary.md"
+    if not summary.is_file():
+        return []
+    parts = ["<h2>Language: loss beyond the training context by sparsity bucket</h2>"]
+    table: list[list[str]] = []
+    for line in summary.read_text(encoding="utf-8").splitlines() + [""]:
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if not all(set(c) <= {"-"} for c in cells):
+                table.append(cells)
+            continue
+        if table:
+            parts.append(_table(table[0], table[1:], left=1))
+            table = []
+        if line.strip():
+            parts.append(f"<p>{html.escape(line)}</p>")
+    for name, alt in (("loss_vs_position.png", "validation loss against position, one panel per scheme"),
+                      ("loss_by_bucket.png", "loss increase beyond the training context per bucket")):
+        if (folder / name).is_file():
+            parts.append(_img((folder / name).read_bytes(), alt, alt[0].upper() + alt[1:] + "."))
+    return parts
+
+
 def build_report(run_dir: Path) -> str:
     """The page's HTML for a run folder (also writes summary.csv and heatmap PNGs into it)."""
     run_dir = Path(run_dir)
@@ -172,6 +198,7 @@ def build_report(run_dir: Path) -> str:
         f'<p class="note">Computed from results.csv with the threshold {THRESHOLD:.2f}; chance level depends on '
         f"the task (0.50 for a binary answer).</p>",
         "<h2>Figures</h2>", *figures,
+        *_language_section(run_dir),
         "<h2>Accuracy by evaluation length</h2>", _summary_table(rows),
         "<h2>Training</h2>", _training_table(rows),
         "<h2>Configuration</h2>", f"<pre>{html.escape(config_text)}</pre>",

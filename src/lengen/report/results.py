@@ -22,11 +22,12 @@ METRIC_COLUMNS = {"exact_match", "token_accuracy", "position_accuracy", "train_s
                   "eval_wall_s", "cell"}
 
 
-def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+def write_csv(path: Path, rows: Sequence[dict[str, Any]], first: Sequence[str] = KEY_COLUMNS) -> None:
+    """Rows as CSV, the ``first`` columns in their order, then every other column by name."""
     # extra columns in a fixed order, so a resumed run writes the same file as an uninterrupted one
-    extra = sorted({c for row in rows for c in row if c not in KEY_COLUMNS})
+    extra = sorted({c for row in rows for c in row if c not in first})
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=KEY_COLUMNS + extra, extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=list(first) + extra, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: ("" if v is None else v) for k, v in row.items()})

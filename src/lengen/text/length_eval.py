@@ -56,39 +56,86 @@ def default_edges(train_context: int, context: int) -> list[int]:
     return edges
 
 
-@torch.no_grad()
-def position_loss(model: Transformer, task: Task, context: int, windows: int, seed: int = 12345,
-                  device: torch.device | None = None) -> PositionLoss:
-    """Mean next-token loss at every position of ``windows`` windows of ``context`` tokens of ``task``.
+def _eval_ids(model: Transformer, batch: int, length: int, generator: torch.Generator) -> torch.Tensor:
+    ids = torch.arange(length).expand(batch, length)
+    return model.prepare_ids(ids, generator)
 
-    ``task`` is a text task (normally ``split: validation``); its samples score every next token.
-    The windows come from their own seeded stream, so every model is scored on the same tokens.
+
+def _token_loss(model: Transformer, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of every row of ``hidden [N, T, d]`` against ``targets [N, T]``, in slices of rows
+    so that at most ``LOGIT_FLOATS`` logits exist at once, whatever the vocabulary."""
+    n, t = targets.shape
+    rows = max(1, LOGIT_FLOATS // (model.cfg.vocab_size * t))
+    out = [F.cross_entropy(model.head(hidden[i:i + rows]).float().transpose(1, 2), targets[i:i + rows],
+                           reduction="none") for i in range(0, n, rows)]
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def token_losses(model: Transformer, windows: torch.Tensor, seed: int = 12345) -> torch.Tensor:
+    """Next-token loss (nats) of every token of ``windows [W, C]`` read with its whole window as context:
+    ``out[w, p - 1]`` is the loss of token p predicted from tokens 0..p-1, so ``out`` is [W, C-1]."""
+    model.eval()
+    device = next(model.parameters()).device
+    w, c = windows.shape
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + c)
+    out = []
+    step = eval_batch_size(c, model.cfg.n_heads, w)
+    for i in range(0, w, step):
+        x = windows[i:i + step].to(device)
+        hidden = model.hidden(x, _eval_ids(model, x.shape[0], c, gen).to(device))[:, :-1]
+        out.append(_token_loss(model, hidden, x[:, 1:]).cpu())
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def near_context_losses(model: Transformer, windows: torch.Tensor, near: int, seed: int = 12345) -> torch.Tensor:
+    """Like ``token_losses``, but token p is predicted from its last ``min(p, near)`` tokens only.
+
+    With ``near`` = training context - 1 every prediction reads exactly as much context as the longest
+    seen in training: the in-distribution loss of the same tokens, against which the loss at a longer
+    context is compared. Costs one ``near + 1``-token forward pass per token beyond ``near``.
     """
+    if near < 1:
+        raise LengenError(f"the near context must hold at least 1 token, got {near}")
+    model.eval()
+    device = next(model.parameters()).device
+    w, c = windows.shape
+    out = token_losses(model, windows[:, : near + 1], seed) if c > near + 1 else token_losses(model, windows, seed)
+    if c <= near + 1:
+        return out
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + near + 1)
+    # row (w, i): tokens i .. i+near of window w, scoring token i+near from the `near` tokens before it
+    rows = windows.unfold(1, near + 1, 1)[:, 1:].reshape(-1, near + 1)
+    losses = []
+    step = eval_batch_size(near + 1, model.cfg.n_heads, 1 << 30)
+    for i in range(0, rows.shape[0], step):
+        x = rows[i:i + step].to(device)
+        hidden = model.hidden(x[:, :-1], _eval_ids(model, x.shape[0], near, gen).to(device))[:, -1:]
+        losses.append(_token_loss(model, hidden, x[:, -1:])[:, 0].cpu())
+    return torch.cat([out, torch.cat(losses).view(w, c - near - 1)], dim=1)
+
+
+def validation_windows(task: Task, context: int, windows: int, seed: int = 12345) -> torch.Tensor:
+    """``windows`` windows of ``context`` tokens from a text task (normally ``split: validation``), drawn
+    from their own seeded stream so that every model is scored on the same tokens."""
     if context < 2:
         raise LengenError(f"position loss needs a context of at least 2 tokens, got {context}")
-    model.eval()
-    device = device or next(model.parameters()).device
-    rng = np.random.default_rng([seed, context])
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + context)
-    total = torch.zeros(context, dtype=torch.float64)
-    done = 0
-    while done < windows:
-        n = min(eval_batch_size(context, model.cfg.n_heads, windows), windows - done)
-        batch = task.sample(rng, n, context)
-        if batch.answer_index.shape[1] != context - 1:
-            raise LengenError(f"task {task.name} does not score every next token; position loss needs text")
-        ids = model.prepare_ids(batch.position_ids, gen).to(device)
-        hidden = model.hidden(batch.tokens.to(device), ids)[:, :-1]  # [n, context-1, d]
-        targets = batch.tokens[:, 1:].to(device)
-        rows = max(1, LOGIT_FLOATS // (model.cfg.vocab_size * (context - 1)))
-        for i in range(0, n, rows):
-            logits = model.head(hidden[i:i + rows]).float()
-            loss = F.cross_entropy(logits.transpose(1, 2), targets[i:i + rows], reduction="none")
-            total[1:] += loss.sum(0).double().cpu()
-        done += n
-    mean = (total / done).numpy()
-    mean[0] = np.nan
-    return PositionLoss(context=context, loss=mean, windows=done)
+    batch = task.sample(np.random.default_rng([seed, context]), windows, context)
+    if batch.answer_index.shape[1] != context - 1:
+        raise LengenError(f"task {task.name} does not score every next token; position loss needs text")
+    return batch.tokens
+
+
+def position_loss(model: Transformer, task: Task, context: int, windows: int, seed: int = 12345,
+                  device: torch.device | None = None) -> PositionLoss:
+    """Mean next-token loss at every position of ``windows`` windows of ``context`` tokens of ``task``
+    (a text task, normally ``split: validation``; see ``validation_windows``)."""
+    if device is not None:
+        model.to(device)
+    losses = token_losses(model, validation_windows(task, context, windows, seed), seed)
+    mean = np.concatenate([[np.nan], losses.double().mean(0).numpy()])
+    return PositionLoss(context=context, loss=mean, windows=windows)
 
 
 def run_position_loss(run_dir: str | Path, context: int, windows: int, seed: int = 12345,
