@@ -163,6 +163,14 @@ def test_language_run_writes_tidy_buckets_and_resumes(folder, tmp_path, monkeypa
     run_experiment(cfg, out, workers=1, progress=False, report=False)
     assert (lang / "language_results.csv").read_text() == before
 
+    # a model retrained in place (new weights) is scored again, not read from a stale cache
+    import os
+
+    weights = next((out / "cells").glob("nope_*")) / "checkpoint" / "model.safetensors"
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    with pytest.raises(AssertionError, match="recomputed"):
+        run_experiment(cfg, out, workers=1, progress=False, report=False)
+
 
 def test_dependence_measurement_resumes_after_an_interruption(folder, tmp_path, monkeypatch):
     from lengen.experiment import run_experiment

@@ -72,6 +72,12 @@ def _cell_dir(out_dir: Path, cell: Cell) -> Path:
     return out_dir / "cells" / cell.key
 
 
+def _weights_identity(out_dir: Path, cell: Cell) -> list[int]:
+    """Size and modification time of the cell's weights: a model retrained in place invalidates the caches."""
+    stat = (_cell_dir(out_dir, cell) / "checkpoint" / "model.safetensors").stat()
+    return [stat.st_size, stat.st_mtime_ns]
+
+
 def _load_cell_model(out_dir: Path, cell: Cell) -> Any:
     from lengen.checkpoint import load_model
 
@@ -96,10 +102,10 @@ def measure_dependence(cfg: ExperimentConfig, lang: LanguageConfig, out_dir: Pat
     ref = reference_cell(cfg, lang)
     near = lang.near_context(cfg)
     ablation = AblationConfig(replacements=lang.replacements, share=lang.share, min_effect=lang.min_effect)
-    fingerprint = _digest(windows.numpy(), ref.key, near, dataclasses.asdict(ablation))
+    handle = lengen_handle(_load_cell_model(out_dir, ref), description=f"reference {ref.scheme.label}")
+    fingerprint = _digest(windows.numpy(), ref.key, _weights_identity(out_dir, ref), near, dataclasses.asdict(ablation))
     path = out_dir / FOLDER / "dependence.npz"
     saved = _load_npz(path, fingerprint)
-    handle = lengen_handle(_load_cell_model(out_dir, ref), description=f"reference {ref.scheme.label}")
     w, c = windows.shape
     if saved is not None:
         k, effect, done = saved["k"], saved["effect"], int(saved["done"])
@@ -126,12 +132,12 @@ def measure_dependence(cfg: ExperimentConfig, lang: LanguageConfig, out_dir: Pat
 
 def model_losses(out_dir: Path, cell: Cell, windows: torch.Tensor, near: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(long-context loss, near-context loss) of every token, [W, C-1] each, cached in the cell's folder."""
-    fingerprint = _digest(windows.numpy(), near, seed)
+    model = _load_cell_model(out_dir, cell)  # checks that the cell finished
+    fingerprint = _digest(windows.numpy(), _weights_identity(out_dir, cell), near, seed)
     path = _cell_dir(out_dir, cell) / "language_losses.npz"
     saved = _load_npz(path, fingerprint)
     if saved is not None:
         return saved["long"], saved["near"]
-    model = _load_cell_model(out_dir, cell)
     long = token_losses(model, windows, seed).numpy()
     short = near_context_losses(model, windows, near, seed).numpy()
     atomic_write_bytes(path, _npz_bytes(long=long, near=short, fingerprint=np.array(fingerprint)))
