@@ -243,3 +243,22 @@ def test_shipped_language_experiment_and_its_quick_variant():
     assert full.language.reference == quick.language.reference
     assert quick.train.steps < full.train.steps and len(quick.cells()) < len(full.cells())
     assert {c.train.pose_target_length for c in full.cells()} == {None, 512}
+
+
+def test_difficulty_matching_uses_the_same_bins_for_every_bucket():
+    from lengen.text.analysis import MIN_STRATUM, difficulty_strata, matched_mean
+
+    rng = np.random.default_rng(0)
+    reference = rng.uniform(0, 5, size=(4, 500))
+    bucket = np.where((reference > 3) & (rng.uniform(size=reference.shape) < 0.5), 2, 0)  # "many" only when hard
+    bucket[:, :10] = -1  # not scored
+    strata = difficulty_strata(reference, bucket, n=5)
+    assert (strata[:, :10] == -1).all()
+    kept = set(np.unique(strata[strata >= 0]).tolist())
+    assert kept == {3, 4}  # only the two hardest bins (losses 3-5) hold both buckets
+    assert all(((bucket == b) & (strata == s)).sum() >= MIN_STRATUM for b in (0, 2) for s in (3, 4))
+    # an increase that depends on difficulty only: equal for both buckets once matched
+    increase = reference.copy()
+    raw = [increase[bucket == b].mean() for b in (0, 2)]
+    matched = [matched_mean(increase, bucket == b, strata) for b in (0, 2)]
+    assert raw[1] - raw[0] > 1.5 and abs(matched[1] - matched[0]) < 0.1

@@ -148,21 +148,27 @@ STRATA = 5  # reference-loss quantile bins of the difficulty-matched comparison
 MIN_STRATUM = 20  # tokens a (bucket, stratum) cell needs to count
 
 
-def difficulty_strata(reference: np.ndarray, scored: np.ndarray, n: int = STRATA) -> np.ndarray:
-    """Per token, its quantile bin (0..n-1) of the reference model's loss among scored tokens; -1 elsewhere.
+def difficulty_strata(reference: np.ndarray, bucket: np.ndarray, n: int = STRATA) -> np.ndarray:
+    """Per token, its quantile bin (0..n-1) of the reference model's loss among the bucketed tokens, or -1:
+    not bucketed, or in a bin where some bucket has fewer than ``MIN_STRATUM`` tokens (so every bucket is
+    averaged over the same bins).
 
     The buckets differ in difficulty (tokens whose prediction many distant tokens move are the hard ones),
     and how much a loss can rise depends on how low it was; comparing buckets within bins of an
     independent model's loss removes that confound without using the scored model's own losses.
     """
+    scored = bucket >= 0
     edges = np.quantile(reference[scored], np.linspace(0, 1, n + 1)[1:-1])
-    return np.where(scored, np.searchsorted(edges, reference, side="right"), -1)
+    strata = np.where(scored, np.searchsorted(edges, reference, side="right"), -1)
+    present = [int(b) for b in np.unique(bucket[scored])]
+    common = [s for s in range(n) if all(((bucket == b) & (strata == s)).sum() >= MIN_STRATUM for b in present)]
+    return np.where(np.isin(strata, common), strata, -1)
 
 
 def matched_mean(values: np.ndarray, sel: np.ndarray, strata: np.ndarray) -> float:
     """Mean of ``values[sel]`` per difficulty stratum, then averaged over the strata with enough tokens."""
     means = [float(values[sel & (strata == s)].mean()) for s in range(int(strata.max()) + 1)
-             if (sel & (strata == s)).sum() >= MIN_STRATUM]
+             if (sel & (strata == s)).any()]
     return float(np.mean(means)) if means else float("nan")
 
 
@@ -215,7 +221,7 @@ def run_language_analysis(cfg: ExperimentConfig, out_dir: Path, progress: bool =
     names = bucket_names(lang.few)
     ref_long, _ = model_losses(out_dir, ref, windows, near, lang.seed)
     edges = default_edges(near + 1, lang.context)
-    strata = difficulty_strata(ref_long, bucket >= 0)
+    strata = difficulty_strata(ref_long, bucket)
     rows: list[dict[str, Any]] = []
     curves: list[Curve] = []
     for cell in cfg.cells():
@@ -281,7 +287,8 @@ def summary_markdown(rows: list[dict[str, Any]], names: list[str], stats: dict[s
     lines += ["", "The buckets differ in difficulty: the reference's mean loss is "
               + ", ".join(f"{first[n]['reference_loss']:.2f} ({n})" for n in names if n in first)
               + " nats. Difficulty-matched increase = the loss increase averaged within "
-              f"{STRATA} bins of the reference's loss first, then over the bins (bins with >= {MIN_STRATUM} tokens):",
+              f"{STRATA} bins of the reference's loss first, then over the bins in which every bucket has >= "
+              f"{MIN_STRATUM} tokens:",
               "", "| scheme | " + " | ".join(f"{n}: matched increase" for n in names) + " |",
               "|---|" + "---|" * len(names)]
     matched = []
