@@ -230,7 +230,7 @@ def run_language_analysis(cfg: ExperimentConfig, out_dir: Path, progress: bool =
         curves.append(Curve(label, cell.scheme.position, long.mean(0), cell.key == ref.key))
         rows += tidy_rows(cell, long, short, ref_long, bucket, names, edges, near, cell.key == ref.key, strata)
     write_csv(folder / RESULTS, rows, COLUMNS)
-    scored = dep.k >= 0
+    scored = dep.scored()
     stats = {"windows": int(windows.shape[0]), "context": int(windows.shape[1]), "near": near,
              "reference": ref.scheme.label, "baseline_tokens": dep.baseline,
              "reference_forward_rows": dep.forward_rows,

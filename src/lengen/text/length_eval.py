@@ -101,7 +101,7 @@ def near_context_losses(model: Transformer, windows: torch.Tensor, near: int, se
     model.eval()
     device = next(model.parameters()).device
     w, c = windows.shape
-    out = token_losses(model, windows[:, : near + 1], seed) if c > near + 1 else token_losses(model, windows, seed)
+    out = token_losses(model, windows[:, : near + 1], seed)  # tokens 1..near read their whole window
     if c <= near + 1:
         return out
     gen = torch.Generator().manual_seed(seed * 1_000_003 + near + 1)
