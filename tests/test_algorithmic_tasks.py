@@ -8,7 +8,8 @@ from lengen.errors import ConfigError
 from lengen.tasks import make_task
 
 TASKS = [("copy", {}), ("reverse", {}), ("sort", {}), ("filter_copy", {}), ("squeeze", {}),
-         ("addition", {}), ("addition", {"reverse_answer": False})]
+         ("addition", {}), ("addition", {"reverse_answer": False}),
+         ("addition", {"pad_operands": True}), ("addition", {"id_layout": "legacy"})]
 
 
 @pytest.mark.parametrize("name,args", TASKS)
@@ -112,14 +113,59 @@ def test_addition_layout_ids_and_dependencies(reverse):
         total = _number(a) + _number(b)
         assert _number(c[::-1] if reverse else c) == total
         # equal significance, equal id: a's last digit, b's last digit and c's ones digit all have id 1
-        assert ids[plus - 1] == ids[eq - 1] == 1 and ids[plus] == 0 and ids[eq] == 7
-        assert ids[eq + 1:-1] == (list(range(1, 8)) if reverse else list(range(7, 0, -1)))
+        assert ids[plus - 1] == ids[eq - 1] == 1
+        answer_ids = ids[eq + 1:-1]
+        assert answer_ids == (list(range(1, 8)) if reverse else list(range(7, 0, -1)))
+        # '=' sits one id step before the first answer digit, the same step as between answer digits
+        step = answer_ids[1] - answer_ids[0]
+        assert answer_ids[0] - ids[eq] == step
+        # '+' marks the end of the walk: reversed, it shares the carry digit's id (7); else one step past 1
+        assert ids[plus] == (7 if reverse else 0)
+        legacy = make_task("addition", reverse_answer=reverse, id_layout="legacy").sample(
+            np.random.default_rng(seed), 4, 6).coupled_ids[0].tolist()
+        assert (legacy[plus], legacy[eq]) == (0, 7)
         deps = batch.dependencies[0]
         if reverse:  # c_1: a_1, b_1, a_0, b_0 and the answer digit c_0
             assert deps[1].tolist() == [plus - 2, eq - 2, plus - 1, eq - 1, eq + 1]
         else:  # the ones digit comes last and depends on a_0 and b_0 only
             assert sorted(d for d in deps[-2].tolist() if d >= 0) == [plus - 1, eq - 1]
             assert len([d for d in deps[0].tolist() if d >= 0]) == len(a) + len(b)
+
+
+@pytest.mark.parametrize("pad", [False, True])
+def test_local_addition_layout_reads_every_digit_one_id_step_from_where_it_is_predicted(pad):
+    # the property the local layout exists for: the token at which answer digit i is predicted has
+    # coupled id q, and every token the digit depends on has id q or q + 1, at any length
+    for layout, local in (("local", True), ("legacy", False)):
+        task = make_task("addition", pad_operands=pad, id_layout=layout)
+        for n in (1, 3, 12, 40):
+            batch = task.sample(np.random.default_rng(n), 2, n)
+            ids = batch.coupled_ids[0]
+            steps = []
+            for i, at in enumerate(batch.answer_index[0].tolist()[:-1]):  # EOS depends on nothing
+                deps = [d for d in batch.dependencies[0, i].tolist() if d >= 0]
+                steps += [int(ids[d] - ids[at]) for d in deps]
+            assert (set(steps) <= {0, 1}) == local, (layout, n, sorted(set(steps)))
+        if local:  # the carry digit is predicted at id n; the '+' marker sits at n + 1
+            row = batch.tokens[0].tolist()
+            assert int(ids[row.index(10)]) == int(ids[batch.answer_index[0, -2]]) + 1
+
+
+def test_padded_addition_writes_leading_zeros_and_keeps_the_sum():
+    plain, padded = make_task("addition"), make_task("addition", pad_operands=True)
+    for seed in range(5):
+        p = padded.sample(np.random.default_rng(seed), 3, 6)
+        q = plain.sample(np.random.default_rng(seed), 3, 6)
+        row, ids = p.tokens[0].tolist(), p.coupled_ids[0].tolist()
+        plus, eq = row.index(10), row.index(11)
+        assert plus == 6 and eq == 13  # both operands have 6 digits
+        a, b = row[:plus], row[plus + 1:eq]
+        qrow = q.tokens[0].tolist()
+        qa, qb = qrow[:qrow.index(10)], qrow[qrow.index(10) + 1:qrow.index(11)]
+        assert (_number(a), _number(b)) == (_number(qa), _number(qb))  # same numbers, zeros in front
+        assert row[eq + 1:] == qrow[qrow.index(11) + 1:]  # same answer
+        assert ids[:plus] == ids[plus + 1:eq] == list(range(6, 0, -1))
+        assert (padded.recompute_answer(p) == p.answers()).all()
 
 
 def test_bad_parameters_are_config_errors():
@@ -129,3 +175,5 @@ def test_bad_parameters_are_config_errors():
         make_task("squeeze", run_fraction=0)
     with pytest.raises(ConfigError):
         make_task("copy", symbols=1)
+    with pytest.raises(ConfigError, match="id_layout"):
+        make_task("addition", id_layout="middle")

@@ -51,6 +51,50 @@ def test_relative_schemes_are_invariant_to_shifting_all_ids(name):
         assert torch.allclose(model(x, ids + shift), base, atol=2e-4), shift
 
 
+def test_bidirectional_t5_bias_tells_keys_ahead_from_keys_behind_and_stays_shift_invariant():
+    from lengen.positions.t5_bias import T5Bias
+    dims = Transformer(ModelConfig(vocab_size=13, position="t5_bias")).positions.dims
+    causal = T5Bias(dims, T5Bias.Params(num_buckets=16, max_distance=8))
+    both = T5Bias(dims, T5Bias.Params(num_buckets=16, max_distance=8, bidirectional=True))
+    d = torch.arange(-12, 13).float()
+    assert (causal.buckets(d)[:12] == 0).all()  # keys ahead look like distance 0 to causal buckets
+    b = both.buckets(d).tolist()
+    assert len(set(b[9:16])) == 7 and b[12] == 0  # -3 .. 3 are exact, and different from each other
+    assert b[0] == b[1] == 15 and b[-1] == b[-2] == 7  # beyond max_distance, one bucket per sign
+    assert max(b) < 16
+    # coupled ids go up and down; a common shift must still change nothing
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig(vocab_size=13, position="t5_bias",
+                                    position_args={"num_buckets": 16, "max_distance": 8, "bidirectional": True}))
+    with torch.no_grad():
+        model.positions.table.weight.normal_()
+    model.eval()
+    x, ids = torch.randint(0, 13, (2, 12)), torch.tensor([[3, 2, 1, 0, 2, 1, 0, 1, 2, 3, 4, 0]] * 2)
+    assert torch.allclose(model(x, ids + 40), model(x, ids), atol=2e-4)
+    assert not torch.allclose(model(x, ids.flip(1)), model(x, ids), atol=1e-3)
+
+
+@pytest.mark.parametrize("args", [{"window": -1}, {"scale": 0}, {"num_buckets": 2, "bidirectional": True}])
+def test_bad_t5_parameters_are_clear_errors(args):
+    with pytest.raises(ConfigError, match="t5_bias"):
+        Transformer(ModelConfig(vocab_size=13, position="t5_bias", position_args=args))
+
+
+def test_t5_window_hides_keys_far_away_in_id_space():
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig(vocab_size=13, position="t5_bias", n_layers=2, position_args={
+        "num_buckets": 16, "max_distance": 8, "bidirectional": True, "window": 2}))
+    model.eval()
+    # tokens 0-2 have ids 10-12; tokens 3-6 have ids 0-3, more than 2 from every id of the first three
+    ids = torch.tensor([[10, 11, 12, 0, 1, 2, 3]])
+    x = torch.randint(0, 13, (1, 7))
+    x2 = x.clone()
+    x2[0, :3] = (x2[0, :3] + 1) % 13
+    y, y2 = model(x, ids), model(x2, ids)
+    assert torch.allclose(y[:, 3:], y2[:, 3:], atol=1e-6)
+    assert not torch.allclose(y[:, :3], y2[:, :3], atol=1e-4)
+
+
 def test_relative_schemes_are_the_expected_ones():
     relative = {n for n in SCHEMES.names() if SCHEMES.get_class(n).shift_invariant}
     assert relative == {"nope", "rope", "alibi", "t5_bias"}

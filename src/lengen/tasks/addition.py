@@ -3,11 +3,22 @@
 Layout: ``a (MSB first) + b (MSB first) = c EOS`` where c has n + 1 digits (n: digits of the longer
 operand, ``length``; a leading 0 when there is no final carry, so the answer length follows from the
 layout). The shorter operand has a digit count drawn per batch from 1..n, and which operand is the
-longer is drawn per batch (a batch is one dense tensor).
+longer is drawn per batch (a batch is one dense tensor). ``pad_operands`` writes it with leading zeros
+up to n digits, as Cho et al. do; the numbers still have different lengths, but every significance
+then has a digit in both operands.
 
 Coupled ids (Cho et al. 2024): digits of equal significance s share the id s + 1, in both operands and
-in the answer; ``+`` and EOS have id 0 and ``=`` has id n + 1, which is also the id of the answer's
-carry digit. All are computable from the layout, so coupling here is never an oracle.
+in the answer; EOS has id 0. With ``id_layout: local`` (the default) the two operators are placed so
+that every answer prediction reads the digits at its own id and one id step further in the answer's
+order, at any length:
+- ``=`` takes the id one step before the first answer digit's (0 when the ones digit comes first,
+  n + 2 when the carry digit comes first), so the first digit is read like all others;
+- ``+`` marks the end of the walk: with the ones digit first it shares the carry digit's id n + 1, so
+  the prediction of the carry digit (and then of EOS) reads this marker instead of having to notice
+  that no operand digit is left; with the carry digit first it has id 0, one step past the ones digit.
+``id_layout: legacy`` is the layout of earlier lengen versions (``+`` 0, ``=`` n + 1): the first digit's
+source is then n ids from ``=``, a distance that grows with n.
+All ids are computable from the layout, so coupling here is never an oracle.
 
 Dependency sets use fixed slots so that the answer can be recomputed from them alone:
 - ``reverse_answer`` (least significant digit first, the default): c_j depends on a_j, b_j, a_{j-1},
@@ -25,6 +36,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from lengen.errors import ConfigError
 from lengen.registry import param
 from lengen.tasks.base import Batch, Task, make_batch, register_task
 
@@ -45,9 +57,17 @@ class Addition(Task):
     """a + b = c, digits of equal significance coupled."""
 
     reverse_answer: bool = param(True, "write the answer least significant digit first")
+    pad_operands: bool = param(False, "write the shorter operand with leading zeros up to the longer "
+                                      "one's length (Cho et al. 2024): every significance then has two digits")
+    id_layout: str = param("local", "coupled ids of '+' and '=': 'local' (each answer digit is read one id "
+                                    "step from the token before it, see the module doc) or 'legacy'")
 
     multi_token: ClassVar[bool] = True
     ids_from_layout: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        if self.id_layout not in ("local", "legacy"):
+            raise ConfigError(f"task addition: id_layout must be 'local' or 'legacy', got {self.id_layout!r}")
 
     @property
     def vocab_size(self) -> int:
@@ -57,7 +77,7 @@ class Addition(Task):
         return [str(i) for i in range(10)] + ["+", "=", "$"]
 
     def max_position_id(self, length: int, ids: str = "plain") -> int:
-        return length + 2 if ids == "coupled" else 3 * length + 4
+        return length + 3 if ids == "coupled" else 3 * length + 4
 
     def sample(self, rng: np.random.Generator, batch: int, length: int) -> Batch:
         self.check_length(length)
@@ -67,6 +87,8 @@ class Addition(Task):
         a, b = _digits(rng, batch, na), _digits(rng, batch, nb)  # least significant first
         pa, pb = np.zeros((batch, n + 1), np.int64), np.zeros((batch, n + 1), np.int64)
         pa[:, :na], pb[:, :nb] = a, b
+        if self.pad_operands:  # leading zeros; the numbers and the sum are unchanged
+            a, b, na, nb = pa[:, :n], pb[:, :n], n, n
         c = np.zeros((batch, n + 1), np.int64)
         carry = np.zeros(batch, np.int64)
         for s in range(n + 1):
@@ -76,7 +98,11 @@ class Addition(Task):
         p = na + nb + 2  # prompt length
         tokens = np.concatenate([a[:, ::-1], np.full((batch, 1), PLUS), b[:, ::-1], np.full((batch, 1), EQUALS),
                                  c[:, order], np.full((batch, 1), EOS)], axis=1)
-        coupled = np.concatenate([np.arange(na, 0, -1), [0], np.arange(nb, 0, -1), [n + 1], order + 1, [0]])
+        if self.id_layout == "legacy":
+            plus, equals = 0, n + 1
+        else:
+            plus, equals = (n + 1, 0) if self.reverse_answer else (0, n + 2)
+        coupled = np.concatenate([np.arange(na, 0, -1), [plus], np.arange(nb, 0, -1), [equals], order + 1, [0]])
         a_at = [na - 1 - s if s < na else -1 for s in range(n + 1)]  # token index of a_s
         b_at = [na + nb - s if s < nb else -1 for s in range(n + 1)]
         rows: list[list[int]] = []
