@@ -174,3 +174,17 @@ def test_flops_per_token_counts_the_matmuls():
     model = Transformer(ModelConfig(vocab_size=100, d_model=64, n_layers=2, n_heads=4))
     # 2 layers x (4 d^2 attention + 8 d^2 MLP + T d attention scores) + d V head, x2 FLOPs per MAC
     assert model.flops_per_token(32) == 2 * (2 * (12 * 64 * 64 + 32 * 64) + 64 * 100)
+
+
+@pytest.mark.parametrize("head_dim", [16, 7])
+def test_rope_rotation_is_the_textbook_formula_bit_for_bit(head_dim):
+    from lengen.positions.base import Dims
+    from lengen.positions.rope import RoPE
+    rope = RoPE(Dims(d_model=head_dim * 2, n_heads=2))
+    x, ids = torch.randn(2, 3, 2, 9, head_dim), torch.randint(0, 500, (3, 9))
+    half = head_dim // 2
+    angle = ids.float()[:, None, :, None] * (1.0 / 10000.0 ** (torch.arange(half, dtype=torch.float32) / half))
+    cos, sin = angle.cos(), angle.sin()
+    x1, x2 = x[..., :half], x[..., half:2 * half]
+    expected = torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin, x[..., 2 * half:]], dim=-1)
+    assert torch.equal(rope.rotate(x, ids), expected)
