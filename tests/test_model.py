@@ -9,10 +9,12 @@ from lengen.positions import SCHEMES
 
 SCHEME_ARGS = {name: {} for name in SCHEMES.names()}
 SCHEME_ARGS["randomized_rope"] = {"base": "rope"}
+SCHEME_ARGS["t5_local"] = {"bidirectional": True, "scale": 4.0, "window": 3}  # coupling's local body
+VARIANTS = {"randomized_rope": "randomized", "t5_local": "t5_bias"}
 
 
 def build(name: str, **model_args) -> Transformer:
-    position = "randomized" if name == "randomized_rope" else name
+    position = VARIANTS.get(name, name)
     torch.manual_seed(0)
     model = Transformer(ModelConfig(vocab_size=13, position=position, position_args=SCHEME_ARGS[name], **model_args))
     with torch.no_grad():  # zero-initialised tables (T5) would make the properties trivially true
