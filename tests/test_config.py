@@ -4,7 +4,7 @@ import pytest
 from helpers import tiny_experiment
 
 from lengen.cli import main
-from lengen.config import load_experiment, parse_experiment
+from lengen.config import Cell, load_experiment, parse_experiment
 from lengen.errors import ConfigError
 
 
@@ -70,3 +70,24 @@ def test_grid_expands_schemes_seeds_and_task_parameters():
     assert len({c.key for c in cells}) == len(cells)
     assert {c.task_args["k"] for c in cells} == {1, 2}
     assert all(c.task_args["noise_vocab"] == 4 for c in cells)
+
+
+def test_a_task_version_bump_retrains_old_cells_and_rebuilds_their_task():
+    raw = tiny_experiment(task="addition", train={"min_len": 1, "max_len": 3})
+    raw["task_args"] = {}
+    del raw["grid"]
+    cell = parse_experiment(raw).cells()[0]
+    assert cell.task_version == 1 and cell.canonical()["task_version"] == 1
+    assert cell.build_task().id_layout == "local"
+    # a cell saved before versions existed (no task_version in its cell.json) is version 0: another
+    # key, so it is not resumed as today's task, and it rebuilds the layout it was trained on
+    saved = cell.to_dict()
+    del saved["task_version"]
+    old = Cell.from_dict(saved)
+    assert old.task_version == 0 and "task_version" not in old.canonical()
+    assert old.key != cell.key
+    assert old.build_task().id_layout == "legacy" and old.build_eval_task().id_layout == "legacy"
+    assert Cell.from_dict(cell.to_dict()).key == cell.key  # a round trip keeps the key
+    # tasks whose version is 0 keep the keys they had before versions existed
+    sparse = parse_experiment(tiny_experiment()).cells()[0]
+    assert "task_version" not in sparse.canonical()

@@ -141,6 +141,12 @@ class Cell:
     model: ModelConfig
     train: TrainConfig
     eval: EvalConfig
+    # the task's version when the cell was made (``Task.version``); cells saved without one are 0
+    task_version: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.task_version is None:
+            self.task_version = TASKS.get_class(self.task).version
 
     def canonical(self) -> dict[str, Any]:
         """The configuration without settings left at their defaults: a new option added to lengen
@@ -150,6 +156,8 @@ class Cell:
                                  ("scheme", SchemeSpec(self.scheme.position))):
             base = dataclasses.asdict(default)
             d[section] = {k: v for k, v in d[section].items() if k not in base or base[k] != v}
+        if not d["task_version"]:
+            del d["task_version"]  # version 0 leaves the keys of cells made before versions existed
         return d
 
     @property
@@ -160,11 +168,14 @@ class Cell:
         safe = "_".join(parts).replace("/", "-").replace(" ", "")
         return f"{safe}_{digest}"
 
+    def _legacy_args(self) -> dict[str, Any]:
+        return TASKS.get_class(self.task).legacy_args(self.task_version or 0)
+
     def build_task(self) -> Task:
-        return make_task(self.task, **self.task_args)
+        return make_task(self.task, **{**self._legacy_args(), **self.task_args})
 
     def build_eval_task(self) -> Task:
-        return make_task(self.task, **{**self.task_args, **self.eval.task_args})
+        return make_task(self.task, **{**self._legacy_args(), **self.task_args, **self.eval.task_args})
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -177,6 +188,7 @@ class Cell:
             "model": self.model.to_dict(),
             "train": dataclasses.asdict(self.train),
             "eval": dataclasses.asdict(self.eval),
+            "task_version": self.task_version,
         }
 
     @staticmethod
@@ -191,6 +203,7 @@ class Cell:
             model=ModelConfig(**d["model"]),
             train=TrainConfig(**d["train"]),
             eval=EvalConfig(**d["eval"]),
+            task_version=d.get("task_version", 0),
         )
 
 

@@ -31,7 +31,7 @@ A slot is -1 where the digit does not exist (the shorter operand), which counts 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -64,6 +64,11 @@ class Addition(Task):
 
     multi_token: ClassVar[bool] = True
     ids_from_layout: ClassVar[bool] = True
+    version: ClassVar[int] = 1  # 1: id_layout local became the default
+
+    @classmethod
+    def legacy_args(cls, version: int) -> dict[str, Any]:
+        return {"id_layout": "legacy"} if version < 1 else {}
 
     def __post_init__(self) -> None:
         if self.id_layout not in ("local", "legacy"):

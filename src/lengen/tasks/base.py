@@ -64,6 +64,15 @@ class Task:
     # True when the answer's coupled ids follow from the input's layout alone (copy, reverse, addition);
     # False when they need the answer itself (sort, filtering): feeding them at evaluation is an oracle
     ids_from_layout: ClassVar[bool] = False
+    # Bumped when a default changes what a sample looks like, so that cells trained before are not
+    # resumed as if they were the same task (the version is part of a cell's key); ``legacy_args``
+    # rebuilds the task those older cells were trained on.
+    version: ClassVar[int] = 0
+
+    @classmethod
+    def legacy_args(cls, version: int) -> dict[str, Any]:
+        """The parameters that give version ``version`` of this task under today's defaults."""
+        return {}
 
     @property
     def vocab_size(self) -> int:
