@@ -246,7 +246,7 @@ class LanguageConfig:
                               f"whole context of {self.context} (set its train: {{max_len: {self.context}}})")
         if any(spec.task != "text" for spec in cfg.task_specs()):
             raise ConfigError("language: the analysis needs task text")
-        near = self.near if self.near is not None else cfg.train.max_len - 1
+        near = self.near_context(cfg)
         if near < 1 or self.context < near + 2:
             raise ConfigError(f"language: context {self.context} must exceed near context + 1 = {near + 1}")
         if self.windows < 1 or self.few < 1 or self.replacements < 1 or self.bin < 1:

@@ -78,13 +78,17 @@ def _weights_identity(out_dir: Path, cell: Cell) -> list[int]:
     return [stat.st_size, stat.st_mtime_ns]
 
 
-def _load_cell_model(out_dir: Path, cell: Cell) -> Any:
-    from lengen.checkpoint import load_model
-
+def _finished_dir(out_dir: Path, cell: Cell) -> Path:
     folder = _cell_dir(out_dir, cell)
     if not (folder / "rows.json").is_file():
         raise LengenError(f"cell {cell.key} has not finished training; run the experiment first")
-    return load_model(folder).model
+    return folder
+
+
+def _load_cell_model(out_dir: Path, cell: Cell) -> Any:
+    from lengen.checkpoint import load_model
+
+    return load_model(_finished_dir(out_dir, cell)).model
 
 
 def reference_cell(cfg: ExperimentConfig, lang: LanguageConfig) -> Cell:
@@ -131,13 +135,14 @@ def measure_dependence(cfg: ExperimentConfig, lang: LanguageConfig, out_dir: Pat
 
 
 def model_losses(out_dir: Path, cell: Cell, windows: torch.Tensor, near: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(long-context loss, near-context loss) of every token, [W, C-1] each, cached in the cell's folder."""
-    model = _load_cell_model(out_dir, cell)  # checks that the cell finished
+    """(long-context loss, near-context loss) of every token, [W, C-1] each, cached in the cell's folder
+    (the weights are loaded only when the cache misses)."""
+    path = _finished_dir(out_dir, cell) / "language_losses.npz"
     fingerprint = _digest(windows.numpy(), _weights_identity(out_dir, cell), near, seed)
-    path = _cell_dir(out_dir, cell) / "language_losses.npz"
     saved = _load_npz(path, fingerprint)
     if saved is not None:
         return saved["long"], saved["near"]
+    model = _load_cell_model(out_dir, cell)
     long = token_losses(model, windows, seed).numpy()
     short = near_context_losses(model, windows, near, seed).numpy()
     atomic_write_bytes(path, _npz_bytes(long=long, near=short, fingerprint=np.array(fingerprint)))
@@ -219,13 +224,15 @@ def run_language_analysis(cfg: ExperimentConfig, out_dir: Path, progress: bool =
     dep = measure_dependence(cfg, lang, out_dir, windows, progress)
     bucket = buckets(dep.k, lang.few)
     names = bucket_names(lang.few)
-    ref_long, _ = model_losses(out_dir, ref, windows, near, lang.seed)
+    cells = cfg.cells()
+    losses = {cell.key: model_losses(out_dir, cell, windows, near, lang.seed) for cell in cells}
+    ref_long = losses[ref.key][0]
     edges = default_edges(near + 1, lang.context)
     strata = difficulty_strata(ref_long, bucket)
     rows: list[dict[str, Any]] = []
     curves: list[Curve] = []
-    for cell in cfg.cells():
-        long, short = model_losses(out_dir, cell, windows, near, lang.seed)
+    for cell in cells:
+        long, short = losses[cell.key]
         label = cell.scheme.label if len(cfg.seeds) == 1 else f"{cell.scheme.label} seed {cell.seed}"
         curves.append(Curve(label, cell.scheme.position, long.mean(0), cell.key == ref.key))
         rows += tidy_rows(cell, long, short, ref_long, bucket, names, edges, near, cell.key == ref.key, strata)
@@ -268,7 +275,8 @@ def summary_markdown(rows: list[dict[str, Any]], names: list[str], stats: dict[s
              "| scheme | PoSE | " + " | ".join(f"{n}: increase" for n in names) + " | all: loss (near) | reference loss |",
              "|---|---|" + "---|" * len(names) + "---|---|"]
     answers: list[tuple[str, list[float]]] = []
-    for scheme, by in _beyond(rows).items():
+    by_model = _beyond(rows)
+    for scheme, by in by_model.items():
         cells = []
         for n in names:
             r = by.get(n)
@@ -282,7 +290,6 @@ def summary_markdown(rows: list[dict[str, Any]], names: list[str], stats: dict[s
         inc = [by[n]["loss_increase"] for n in names if n in by]
         if len(inc) == len(names):
             answers.append((scheme, inc))
-    by_model = _beyond(rows)
     first = next(iter(by_model.values()))
     lines += ["", "The buckets differ in difficulty: the reference's mean loss is "
               + ", ".join(f"{first[n]['reference_loss']:.2f} ({n})" for n in names if n in first)

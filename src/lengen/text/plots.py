@@ -60,18 +60,18 @@ def plot_loss_vs_position(curves: Sequence[Curve], near: int, bin_size: int, pat
 def render_loss_by_bucket(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> bytes:
     """Grouped bars: per model, the loss increase beyond the training context in each bucket (95%
     interval over tokens)."""
-    beyond = [r for r in rows if r["range"] == "beyond" and r["bucket"] in names]
     several = len({r["seed"] for r in rows}) > 1
-    labels = list(dict.fromkeys(f"{r['scheme']} s{r['seed']}" if several else r["scheme"] for r in beyond))
+    beyond: dict[tuple[str, str], dict[str, Any]] = {}  # (model label, bucket) -> its first row
+    for r in rows:
+        if r["range"] == "beyond" and r["bucket"] in names:
+            beyond.setdefault((f"{r['scheme']} s{r['seed']}" if several else r["scheme"], r["bucket"]), r)
+    labels = list(dict.fromkeys(label for label, _ in beyond))
     fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(labels) + 2), 3.8))
     width = 0.8 / len(names)
     for i, name in enumerate(names):
-        vals, errs = [], []
-        for label in labels:
-            match = [r for r in beyond if r["bucket"] == name
-                     and (f"{r['scheme']} s{r['seed']}" if several else r["scheme"]) == label]
-            vals.append(match[0]["loss_increase"] if match else np.nan)
-            errs.append(match[0]["increase_ci"] if match else np.nan)
+        found = [beyond.get((label, name)) for label in labels]
+        vals = [r["loss_increase"] if r else np.nan for r in found]
+        errs = [r["increase_ci"] if r else np.nan for r in found]
         ax.bar(np.arange(len(labels)) + (i - (len(names) - 1) / 2) * width, vals, width, yerr=errs,
                label=name, capsize=2)
     ax.axhline(0, color="0.3", linewidth=0.8)
