@@ -9,13 +9,20 @@ FLOP/s (3x the forward matmul FLOPs) over the best fp32 matmul FLOP/s measured i
 the same number of threads.
 
     python benchmarks/train_throughput.py                 # both sizes, 1 thread (~2 min)
-    python benchmarks/train_throughput.py --compile       # also lengen under torch.compile
+    python benchmarks/train_throughput.py --compile       # also both models under torch.compile
+    python benchmarks/train_throughput.py --breakdown     # where each model's CPU time goes
     python benchmarks/train_throughput.py --quick         # tiny shapes, seconds (smoke test)
+
+``--breakdown`` profiles one more repetition of each model and splits its CPU time into matmuls,
+the SDPA attention kernels and everything else. Both models run the same matmuls and the same
+attention kernel, so transformers' step time over lengen's matmul + attention time bounds what any
+rewrite of lengen's other work (norms, RoPE, SiLU, copies, the optimizer) could gain over it.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -82,12 +89,16 @@ def counted_linear_flops(forward: Callable[[], torch.Tensor], tokens: int) -> fl
 
 class Contestant:
     def __init__(self, name: str, model: nn.Module, logits: Callable[[torch.Tensor], torch.Tensor],
-                 fwd_flops: int) -> None:
+                 fwd_flops: int, eager_logits: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         self.name, self.model, self.logits, self.fwd_flops = name, model, logits, fwd_flops
+        # FLOPs are counted on the eager model: a compiled callable first called under FlopCounterMode
+        # (a dispatch mode) is not compiled, and it then stays eager for every later call
+        self.eager_logits = eager_logits or logits
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.98), weight_decay=0.01,
                                            foreach=True)  # as lengen.train does
         self.tokens_per_s: list[float] = []  # per CPU second with one thread, else per wall second
         self.tokens_per_wall_s: list[float] = []
+        self.warmup_s = 0.0  # wall seconds of the first step: compilation, for compiled models
 
     def step(self, tokens: torch.Tensor) -> None:
         logits = self.logits(tokens)
@@ -97,17 +108,41 @@ class Contestant:
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.optimizer.step()
 
+    def all_steps(self, batches: list[torch.Tensor]) -> None:
+        for tokens in batches:
+            self.step(tokens)
+
     def run(self, batches: list[torch.Tensor], threads: int) -> None:
-        def all_steps() -> None:
-            for tokens in batches:
-                self.step(tokens)
-        measured = timed(all_steps)
+        measured = timed(partial(self.all_steps, batches))
         tokens = sum(t.numel() for t in batches)
         self.tokens_per_s.append(tokens / seconds(measured, threads))
         self.tokens_per_wall_s.append(tokens / measured[0])
 
 
-def bench_size(size: Size, vocab: int, reps: int, threads: int, peak: float, compile_too: bool) -> dict[str, Any]:
+# self-CPU time of these profiler events is "matmul" or "attention"; the rest is elementwise work,
+# copies, compiled (fused) kernels and the optimizer
+MATMUL_OPS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"}
+ATTENTION_PREFIX = "aten::_scaled_dot_product"
+
+
+def breakdown(c: Contestant, batches: list[torch.Tensor]) -> dict[str, float]:
+    """CPU seconds per step of one profiled repetition, split into matmul, attention and other."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        c.all_steps(batches)
+    parts = {"matmul": 0.0, "attention": 0.0, "other": 0.0}
+    for event in prof.key_averages():
+        seconds_ = event.self_cpu_time_total / 1e6 / len(batches)
+        part = ("matmul" if event.key in MATMUL_OPS
+                else "attention" if event.key.startswith(ATTENTION_PREFIX) else "other")
+        parts[part] += seconds_
+    return {k: round(v, 4) for k, v in parts.items()} | {"total": round(sum(parts.values()), 4)}
+
+
+def bench_size(size: Size, vocab: int, reps: int, threads: int, peak: float, compile_too: bool,
+               profile_too: bool) -> dict[str, Any]:
+    torch._dynamo.reset()  # each size compiles afresh (with static shapes), not as a variant of the last
     torch.manual_seed(0)
     ours = lengen_model(size, vocab)
     d_ff = ours.cfg.ff_width
@@ -115,24 +150,37 @@ def bench_size(size: Size, vocab: int, reps: int, threads: int, peak: float, com
     ids = torch.arange(size.seq).expand(size.batch, size.seq)
     gen = torch.Generator().manual_seed(1)
     batches = [torch.randint(0, vocab, (size.batch, size.seq), generator=gen) for _ in range(size.steps)]
+
+    def lengen_logits(model: Callable[..., torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+        return lambda t: model(t, ids)
+
+    def llama_logits(model: Callable[..., Any]) -> Callable[[torch.Tensor], torch.Tensor]:
+        return lambda t: model(input_ids=t, use_cache=False).logits
+
     contestants = [
-        Contestant("lengen", ours, lambda t: ours(t, ids), ours.flops_per_token(size.seq)),
-        Contestant("transformers", theirs, lambda t: theirs(input_ids=t, use_cache=False).logits,
-                   llama_flops_per_token(theirs, size.seq)),
+        Contestant("lengen", ours, lengen_logits(ours), ours.flops_per_token(size.seq)),
+        Contestant("transformers", theirs, llama_logits(theirs), llama_flops_per_token(theirs, size.seq)),
     ]
-    if compile_too:
-        twin = lengen_model(size, vocab)
-        compiled: Callable[..., torch.Tensor] = torch.compile(twin)
-        contestants.append(Contestant("lengen+compile", twin, lambda t: compiled(t, ids), twin.flops_per_token(size.seq)))
+    if compile_too:  # twins with the same initial weights, so that every contestant trains alike
+        for name, eager, make_logits in (("lengen", ours, lengen_logits), ("transformers", theirs, llama_logits)):
+            twin = copy.deepcopy(eager)
+            contestants.append(Contestant(f"{name}+compile", twin, make_logits(torch.compile(twin)),
+                                          contestants[0 if name == "lengen" else 1].fwd_flops,
+                                          eager_logits=make_logits(twin)))
     tokens = size.batch * size.seq
-    counted = {c.name: counted_linear_flops(partial(c.logits, batches[0]), tokens) for c in contestants}
+    counted = {c.name: counted_linear_flops(partial(c.eager_logits, batches[0]), tokens) for c in contestants}
     for c in contestants:  # warm-up (and compilation) outside the timings
-        for tokens_ in batches[:1]:
-            c.step(tokens_)
+        c.warmup_s = timed(partial(c.step, batches[0]))[0]
     for rep in range(reps):
         order = contestants if rep % 2 == 0 else contestants[::-1]
         for c in order:
             c.run(batches, threads)
+    rate = {c.name: median(c.tokens_per_s) for c in contestants}
+
+    def ratio(a: str, b: str) -> float:
+        x, y = (next(c for c in contestants if c.name == n) for n in (a, b))
+        return round(median([p / q for p, q in zip(x.tokens_per_s, y.tokens_per_s, strict=True)]), 3)
+
     ratios = [a / b for a, b in zip(contestants[0].tokens_per_s, contestants[1].tokens_per_s, strict=True)]
     out: dict[str, Any] = {"size": size.name, "d_model": size.d_model, "n_layers": size.n_layers,
                            "n_heads": size.n_heads, "seq": size.seq, "batch": size.batch, "vocab": vocab,
@@ -140,15 +188,47 @@ def bench_size(size: Size, vocab: int, reps: int, threads: int, peak: float, com
                            "ratio_lengen_over_transformers": round(median(ratios), 3),
                            "ratios": [round(r, 3) for r in ratios]}
     for c in contestants:
-        tps = median(c.tokens_per_s)
-        out[c.name] = {"tokens_per_s": round(tps), "tokens_per_wall_s": round(median(c.tokens_per_wall_s)),
+        out[c.name] = {"tokens_per_s": round(rate[c.name]), "tokens_per_wall_s": round(median(c.tokens_per_wall_s)),
                        "fwd_flops_per_token": c.fwd_flops,
                        "counted_linear_flops_per_token": round(counted[c.name]),
-                       "mfu": round(3 * c.fwd_flops * tps / peak, 3)}
+                       "mfu": round(3 * c.fwd_flops * rate[c.name] / peak, 3),
+                       "first_step_wall_s": round(c.warmup_s, 2)}
+        if profile_too:
+            out[c.name]["breakdown_s_per_step"] = breakdown(c, batches)
     if compile_too:
-        out["ratio_compiled_over_eager"] = round(median(
-            [a / b for a, b in zip(contestants[2].tokens_per_s, contestants[0].tokens_per_s, strict=True)]), 3)
+        out["ratio_compiled_over_eager"] = ratio("lengen+compile", "lengen")
+        out["ratio_compiled_lengen_over_compiled_transformers"] = ratio("lengen+compile", "transformers+compile")
+        out["ratio_compiled_lengen_over_transformers"] = ratio("lengen+compile", "transformers")
+    if profile_too:  # the most any change outside matmuls and attention could give lengen over transformers
+        kernels = out["lengen"]["breakdown_s_per_step"]
+        out["speedup_bound_over_transformers"] = round(
+            out["transformers"]["breakdown_s_per_step"]["total"] / (kernels["matmul"] + kernels["attention"]), 3)
     return out
+
+
+CONTESTANTS = ("lengen", "transformers", "lengen+compile", "transformers+compile")
+
+
+def report(r: dict[str, Any]) -> None:
+    print(f"\n[{r['size']}] d_model {r['d_model']}, {r['n_layers']} layers, {r['n_heads']} heads, d_ff {r['d_ff']}, "
+          f"seq {r['seq']}, batch {r['batch']}, vocab {r['vocab']}, {r['threads']} thread(s)")
+    for name in (n for n in CONTESTANTS if n in r):
+        c = r[name]
+        print(f"  {name:21s} {c['tokens_per_s']:>9,d} tok/s ({c['tokens_per_wall_s']:,d} per wall s)  "
+              f"fwd FLOPs/token {c['fwd_flops_per_token']:,} (linear layers counted: "
+              f"{c['counted_linear_flops_per_token']:,})  MFU {c['mfu']:.1%}  first step {c['first_step_wall_s']:.1f} s")
+        if "breakdown_s_per_step" in c:
+            b = c["breakdown_s_per_step"]
+            print(f"  {'':21s} CPU s per step (profiled): matmul {b['matmul']:.3f}, attention {b['attention']:.3f}, "
+                  f"other {b['other']:.3f}, total {b['total']:.3f}")
+    print(f"  lengen / transformers tokens/s: {r['ratio_lengen_over_transformers']:.2f}x (median of {r['ratios']})")
+    if "ratio_compiled_over_eager" in r:
+        print(f"  lengen compiled / eager: {r['ratio_compiled_over_eager']:.2f}x; lengen compiled / transformers "
+              f"compiled: {r['ratio_compiled_lengen_over_compiled_transformers']:.2f}x; lengen compiled / "
+              f"transformers eager: {r['ratio_compiled_lengen_over_transformers']:.2f}x")
+    if "speedup_bound_over_transformers" in r:
+        print(f"  transformers' step / lengen's matmul + attention time: {r['speedup_bound_over_transformers']:.2f}x "
+              "(the most lengen could gain over transformers with every other op free)")
 
 
 def main() -> None:
@@ -157,7 +237,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: see anchors.md)")
     parser.add_argument("--reps", type=int, default=3, help="interleaved repetitions per size")
     parser.add_argument("--vocab", type=int, default=32, help="vocabulary size of both models")
-    parser.add_argument("--compile", action="store_true", help="also time lengen under torch.compile")
+    parser.add_argument("--compile", action="store_true", help="also time both models under torch.compile")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="profile one more repetition per model: matmul / attention / other CPU time")
     parser.add_argument("--sizes", nargs="*", help="only these sizes (large, tiny)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
@@ -168,25 +250,15 @@ def main() -> None:
     results = []
     for size in sizes:
         torch.set_num_threads(args.threads)
-        results.append(bench_size(size, args.vocab, reps, args.threads, peak_before, args.compile))
+        results.append(bench_size(size, args.vocab, reps, args.threads, peak_before, args.compile, args.breakdown))
     peak = max(peak_before, matmul_flops(args.threads, 256 if args.quick else 1024))
     for r in results:  # MFU against the best matmul rate of the run
-        for name in ("lengen", "transformers", "lengen+compile"):
-            if name in r:
-                r[name]["mfu"] = round(3 * r[name]["fwd_flops_per_token"] * r[name]["tokens_per_s"] / peak, 3)
+        for name in (n for n in CONTESTANTS if n in r):
+            r[name]["mfu"] = round(3 * r[name]["fwd_flops_per_token"] * r[name]["tokens_per_s"] / peak, 3)
     basis = "CPU second" if args.threads == 1 else "wall second"
     print(f"fp32 matmul peak on {args.threads} thread(s): {peak / 1e9:.1f} GFLOP/s; rates are per {basis}")
     for r in results:
-        print(f"\n[{r['size']}] d_model {r['d_model']}, {r['n_layers']} layers, {r['n_heads']} heads, d_ff {r['d_ff']}, "
-              f"seq {r['seq']}, batch {r['batch']}, vocab {r['vocab']}, {r['threads']} thread(s)")
-        for name in ("lengen", "transformers", "lengen+compile"):
-            if name in r:
-                c = r[name]
-                print(f"  {name:15s} {c['tokens_per_s']:>9,d} tok/s ({c['tokens_per_wall_s']:,d} per wall s)  fwd FLOPs/token {c['fwd_flops_per_token']:,} "
-                      f"(linear layers counted: {c['counted_linear_flops_per_token']:,})  MFU {c['mfu']:.1%}")
-        print(f"  lengen / transformers tokens/s: {r['ratio_lengen_over_transformers']:.2f}x (median of {r['ratios']})")
-        if "ratio_compiled_over_eager" in r:
-            print(f"  lengen compiled / eager: {r['ratio_compiled_over_eager']:.2f}x")
+        report(r)
     emit({"benchmark": "train_throughput", "quick": args.quick, "matmul_peak_flops": round(peak),
           "sizes": results, "machine": machine()})
 

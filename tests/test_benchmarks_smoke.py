@@ -16,9 +16,9 @@ from lengen.tasks import TASKS
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
-def run_quick(script: str) -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, str(BENCHMARKS / script), "--quick"], capture_output=True, text=True,
-                          timeout=600)
+def run_quick(script: str, *extra: str) -> dict[str, Any]:
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / script), "--quick", *extra], capture_output=True,
+                          text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()
     assert len(lines) > 1, "a human-readable report comes before the JSON line"
@@ -48,6 +48,35 @@ def test_train_throughput_compares_models_of_equal_flops():
         ours["tokens_per_s"] / theirs["tokens_per_s"], rel=0.01)
 
 
+@pytest.mark.slow
+def test_train_throughput_compiles_both_models_and_splits_their_time():
+    pytest.importorskip("transformers")
+    result = run_quick("train_throughput.py", "--compile", "--breakdown")
+    (size,) = result["sizes"]
+    for name in ("lengen", "transformers", "lengen+compile", "transformers+compile"):
+        c = size[name]
+        parts = c["breakdown_s_per_step"]
+        assert all(parts[k] >= 0 for k in ("matmul", "attention", "other"))
+        assert parts["total"] == pytest.approx(parts["matmul"] + parts["attention"] + parts["other"], abs=1e-3)
+        # compiled twins are counted on their eager models: the same matmuls as the others
+        assert c["counted_linear_flops_per_token"] == size["lengen"]["counted_linear_flops_per_token"]
+    # the first step of a compiled model includes its compilation (seconds), an eager one's does not
+    assert size["lengen+compile"]["first_step_wall_s"] > 10 * size["lengen"]["first_step_wall_s"]
+    assert positive(size["ratio_compiled_lengen_over_compiled_transformers"])
+    assert positive(size["speedup_bound_over_transformers"])
+
+
+def test_trainer_compile_measures_both_modes():
+    result = run_quick("trainer_compile.py")
+    (model,) = result["models"]
+    for mode in ("eager", "compiled"):
+        assert positive(model[mode]["tokens_per_s"]) and positive(model[mode]["cpu_s_per_step"])
+    # compiling is a fixed cost of seconds that the eager run does not pay
+    assert model["compiled"]["fixed_cpu_s"] > model["eager"]["fixed_cpu_s"]
+    assert model["ratio_compiled_over_eager"] == pytest.approx(
+        model["compiled"]["tokens_per_s"] / model["eager"]["tokens_per_s"], rel=0.01)
+
+
 def test_data_generation_covers_every_task():
     result = run_quick("data_generation.py")
     assert positive(result["trainer_tokens_per_s"])
@@ -69,3 +98,12 @@ def test_default_job_runs_the_cli_and_writes_results():
     result = run_quick("default_job.py")
     assert positive(result["wall_s"]) and positive(result["cpu_s"])
     assert result["rows"] == 2  # one cell, two evaluation lengths
+
+
+def test_attention_kernels_compute_the_same_attention():
+    result = run_quick("attention_kernels.py")
+    variants = {r["variant"]: r for r in result["variants"]}
+    assert {"sdpa_causal", "sdpa_float_mask", "written_out"} <= set(variants)
+    assert variants["sdpa_causal"]["ratio_to_sdpa_causal"] == 1.0
+    for r in variants.values():
+        assert positive(r["ms"]) and r["max_abs_diff"] < 1e-5  # every variant is the same causal attention

@@ -54,8 +54,9 @@ class TrainConfig:
     position_loss_weight: float = 1.0  # PPC: weight of the next-position-id loss (models with a position head)
     threads: int | None = None  # torch threads in this process (None: leave torch's default)
     device: str = "auto"  # auto: cuda when available, else cpu
-    # torch.compile the loss forward: ~1.05x on this 2-core CPU for ~10 s of compiling per run, so off
-    # by default (docs/performance.md); worth trying for larger models or on a GPU
+    # torch.compile the loss forward: 1.18-1.20x per step on this 2-core CPU, for 5-9 s of compiling
+    # that a default cell (a few hundred steps) does not earn back, so off by default
+    # (benchmarks/trainer_compile.py, docs/performance.md); worth it for wider models and long runs
     compile: bool = False
     # PoSE (lengen.positions.pose): during training only, cut each window into pose_chunks pieces whose
     # ids are shifted by random skips so that ids up to pose_target_length - 1 are seen (None: off)

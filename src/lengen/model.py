@@ -172,6 +172,10 @@ class Attention(nn.Module):
         qkv = self.qkv(x).view(b, t, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
         q, k = scheme.rotate(qkv[:2], ids).unbind(0)  # queries and keys in one pass: half the ops
         v = qkv[2]
+        # causal without a mask unless this call continues cached keys (then one query sees them all,
+        # or hidden() built a mask). A plain bool: a test on shapes would be symbolic under
+        # torch.compile(dynamic=True), which breaks the graph at every layer
+        is_causal = mask is None and (cache is None or layer >= len(cache.keys))
         if cache is not None:
             if layer < len(cache.keys):
                 k = torch.cat([cache.keys[layer], k], dim=2)
@@ -183,7 +187,7 @@ class Attention(nn.Module):
         y = F.scaled_dot_product_attention(
             q, k, v,
             attn_mask=None if mask is None else mask.to(q.dtype),
-            is_causal=mask is None and k.shape[2] == t and t > 1,
+            is_causal=is_causal,
             dropout_p=self.dropout if self.training else 0.0,
         )
         return self.out(y.transpose(1, 2).reshape(b, t, d))

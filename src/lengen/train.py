@@ -213,6 +213,8 @@ def train(cell: Cell, out_dir: Path | None = None, resume: bool = False, progres
         if cfg.pose_target_length is not None:  # PoSE: training only, before the scheme's own rewrite
             ids = pose_ids(ids, cfg.pose_target_length, cfg.pose_chunks, gen)
         batch.position_ids = model.prepare_ids(ids, gen)
+        if cfg.compile:  # the compiled forward skips this check (it would break the graph)
+            model.positions.check_ids(batch.position_ids)
         batch = (batch if split is None else split.shard(batch)).to(device)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
