@@ -121,6 +121,23 @@ def test_multi_task_experiment_with_scheme_overrides():
         parse_experiment(raw)
 
 
+def test_a_task_overrides_the_model_and_a_scheme_overrides_the_task():
+    raw = tiny_experiment(tasks=[{"task": "copy"}, {"task": "addition", "model": {"n_layers": 3, "d_model": 48}}],
+                          schemes=["nope", {"label": "wide", "position": "nope", "model": {"d_model": 64}}])
+    del raw["task"], raw["task_args"], raw["grid"]
+    cells = parse_experiment(raw).cells()
+    shapes = {(c.task, c.scheme.label): (c.model.n_layers, c.model.d_model) for c in cells}
+    assert shapes == {("copy", "nope"): (1, 32), ("copy", "wide"): (1, 64),
+                      ("addition", "nope"): (3, 48), ("addition", "wide"): (3, 64)}
+    # a task without a model override makes exactly the cells (and keys) it made before
+    plain = tiny_experiment(tasks=[{"task": "copy"}])
+    del plain["task"], plain["task_args"], plain["grid"]
+    assert parse_experiment(plain).cells()[0].key == cells[0].key
+    raw["tasks"][1]["model"] = {"n_layer": 3}
+    with pytest.raises(ConfigError, match="tasks addition: model: unknown key 'n_layer'.*n_layers"):
+        parse_experiment(raw)
+
+
 def _pointer_model(position: str = "t5_bias", seed: int = 0, distance: str = "exact", keys: str = "hidden",
                    **args) -> Transformer:
     torch.manual_seed(seed)

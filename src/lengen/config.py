@@ -210,10 +210,12 @@ class Cell:
 
 @dataclass
 class TaskSpec:
-    """One task of a multi-task experiment, with its own overrides of the train and eval sections."""
+    """One task of a multi-task experiment, with its own overrides of the model, train and eval
+    sections (a scheme's own model and train overrides win over the task's)."""
 
     task: str
     task_args: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
     eval: dict[str, Any] = field(default_factory=dict)
     skip_schemes: list[str] = field(default_factory=list)  # scheme labels not run on this task
@@ -291,7 +293,7 @@ class ExperimentConfig:
                     if scheme.label in spec.skip_schemes:
                         continue
                     for seed in self.seeds:
-                        model = ModelConfig(**{**self.model, **scheme.model, "position": scheme.position,
+                        model = ModelConfig(**{**self.model, **spec.model, **scheme.model, "position": scheme.position,
                                                "position_args": dict(scheme.position_args)})
                         train = dataclasses.replace(self.train, **{**spec.train, **scheme.train})
                         evals = dataclasses.replace(self.eval, **spec.eval)
@@ -447,6 +449,7 @@ def _parse_tasks(raw: Any, source: str) -> list[TaskSpec]:
             entry = {"task": entry}
         spec = _section(TaskSpec, entry, f"{source}: tasks entry")
         TASKS.get_class(spec.task)
+        _check_overrides(spec.model, ModelConfig, f"{source}: tasks {spec.task}: model")
         _check_overrides(spec.train, TrainConfig, f"{source}: tasks {spec.task}: train")
         _check_overrides(spec.eval, EvalConfig, f"{source}: tasks {spec.task}: eval")
         out.append(spec)
