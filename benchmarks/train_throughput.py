@@ -12,6 +12,10 @@ the same number of threads.
     python benchmarks/train_throughput.py --compile       # also both models under torch.compile
     python benchmarks/train_throughput.py --breakdown     # where each model's CPU time goes
     python benchmarks/train_throughput.py --quick         # tiny shapes, seconds (smoke test)
+    PYTHONPATH=src python3 benchmarks/train_throughput.py --device cuda --compile   # on a GPU machine
+
+On CUDA both models run under bf16 autocast (as lengen's trainer does there), rates are per wall
+second with the device synchronized, and MFU is against the bf16 matmul rate measured in the run.
 
 ``--breakdown`` profiles one more repetition of each model and splits its CPU time into matmuls,
 the SDPA attention kernels and everything else. Both models run the same matmuls and the same
@@ -22,6 +26,7 @@ rewrite of lengen's other work (norms, RoPE, SiLU, copies, the optimizer) could 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import warnings
 from collections.abc import Callable
@@ -87,10 +92,33 @@ def counted_linear_flops(forward: Callable[[], torch.Tensor], tokens: int) -> fl
     return counter.get_total_flops() / tokens
 
 
+@dataclass
+class Setting:
+    """Where the contestants run: CPU threads, or a CUDA device under bf16 autocast."""
+
+    device: torch.device
+    threads: int
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def seconds(self, measured: tuple[float, float]) -> float:
+        return seconds(measured, self.threads, self.device)
+
+    def peak(self, quick: bool) -> float:
+        if self.device.type == "cuda":  # bf16 tensor-core products need large shapes to reach their rate
+            return matmul_flops(self.threads, 1024 if quick else 8192, device=self.device, dtype=torch.bfloat16)
+        return matmul_flops(self.threads, 256 if quick else 1024)
+
+
 class Contestant:
     def __init__(self, name: str, model: nn.Module, logits: Callable[[torch.Tensor], torch.Tensor],
-                 fwd_flops: int, eager_logits: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+                 fwd_flops: int, setting: Setting,
+                 eager_logits: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         self.name, self.model, self.logits, self.fwd_flops = name, model, logits, fwd_flops
+        self.setting = setting
         # FLOPs are counted on the eager model: a compiled callable first called under FlopCounterMode
         # (a dispatch mode) is not compiled, and it then stays eager for every later call
         self.eager_logits = eager_logits or logits
@@ -101,7 +129,8 @@ class Contestant:
         self.warmup_s = 0.0  # wall seconds of the first step: compilation, for compiled models
 
     def step(self, tokens: torch.Tensor) -> None:
-        logits = self.logits(tokens)
+        with self.setting.autocast():
+            logits = self.logits(tokens)
         loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), tokens[:, 1:].flatten())
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -112,10 +141,10 @@ class Contestant:
         for tokens in batches:
             self.step(tokens)
 
-    def run(self, batches: list[torch.Tensor], threads: int) -> None:
-        measured = timed(partial(self.all_steps, batches))
+    def run(self, batches: list[torch.Tensor]) -> None:
+        measured = timed(partial(self.all_steps, batches), self.setting.device)
         tokens = sum(t.numel() for t in batches)
-        self.tokens_per_s.append(tokens / seconds(measured, threads))
+        self.tokens_per_s.append(tokens / self.setting.seconds(measured))
         self.tokens_per_wall_s.append(tokens / measured[0])
 
 
@@ -140,16 +169,17 @@ def breakdown(c: Contestant, batches: list[torch.Tensor]) -> dict[str, float]:
     return {k: round(v, 4) for k, v in parts.items()} | {"total": round(sum(parts.values()), 4)}
 
 
-def bench_size(size: Size, vocab: int, reps: int, threads: int, peak: float, compile_too: bool,
+def bench_size(size: Size, vocab: int, reps: int, setting: Setting, peak: float, compile_too: bool,
                profile_too: bool) -> dict[str, Any]:
     torch._dynamo.reset()  # each size compiles afresh (with static shapes), not as a variant of the last
     torch.manual_seed(0)
-    ours = lengen_model(size, vocab)
+    device = setting.device
+    ours = lengen_model(size, vocab).to(device)
     d_ff = ours.cfg.ff_width
-    theirs = llama_model(size, vocab, d_ff)
-    ids = torch.arange(size.seq).expand(size.batch, size.seq)
+    theirs = llama_model(size, vocab, d_ff).to(device)
+    ids = torch.arange(size.seq, device=device).expand(size.batch, size.seq)
     gen = torch.Generator().manual_seed(1)
-    batches = [torch.randint(0, vocab, (size.batch, size.seq), generator=gen) for _ in range(size.steps)]
+    batches = [torch.randint(0, vocab, (size.batch, size.seq), generator=gen).to(device) for _ in range(size.steps)]
 
     def lengen_logits(model: Callable[..., torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
         return lambda t: model(t, ids)
@@ -158,23 +188,23 @@ def bench_size(size: Size, vocab: int, reps: int, threads: int, peak: float, com
         return lambda t: model(input_ids=t, use_cache=False).logits
 
     contestants = [
-        Contestant("lengen", ours, lengen_logits(ours), ours.flops_per_token(size.seq)),
-        Contestant("transformers", theirs, llama_logits(theirs), llama_flops_per_token(theirs, size.seq)),
+        Contestant("lengen", ours, lengen_logits(ours), ours.flops_per_token(size.seq), setting),
+        Contestant("transformers", theirs, llama_logits(theirs), llama_flops_per_token(theirs, size.seq), setting),
     ]
     if compile_too:  # twins with the same initial weights, so that every contestant trains alike
         for name, eager, make_logits in (("lengen", ours, lengen_logits), ("transformers", theirs, llama_logits)):
             twin = copy.deepcopy(eager)
             contestants.append(Contestant(f"{name}+compile", twin, make_logits(torch.compile(twin)),
-                                          contestants[0 if name == "lengen" else 1].fwd_flops,
+                                          contestants[0 if name == "lengen" else 1].fwd_flops, setting,
                                           eager_logits=make_logits(twin)))
     tokens = size.batch * size.seq
     counted = {c.name: counted_linear_flops(partial(c.eager_logits, batches[0]), tokens) for c in contestants}
     for c in contestants:  # warm-up (and compilation) outside the timings
-        c.warmup_s = timed(partial(c.step, batches[0]))[0]
+        c.warmup_s = timed(partial(c.step, batches[0]), device)[0]
     for rep in range(reps):
         order = contestants if rep % 2 == 0 else contestants[::-1]
         for c in order:
-            c.run(batches, threads)
+            c.run(batches)
     rate = {c.name: median(c.tokens_per_s) for c in contestants}
 
     def ratio(a: str, b: str) -> float:
@@ -184,7 +214,7 @@ def bench_size(size: Size, vocab: int, reps: int, threads: int, peak: float, com
     ratios = [a / b for a, b in zip(contestants[0].tokens_per_s, contestants[1].tokens_per_s, strict=True)]
     out: dict[str, Any] = {"size": size.name, "d_model": size.d_model, "n_layers": size.n_layers,
                            "n_heads": size.n_heads, "seq": size.seq, "batch": size.batch, "vocab": vocab,
-                           "d_ff": d_ff, "threads": threads, "reps": reps,
+                           "d_ff": d_ff, "threads": setting.threads, "device": str(device), "reps": reps,
                            "ratio_lengen_over_transformers": round(median(ratios), 3),
                            "ratios": [round(r, 3) for r in ratios]}
     for c in contestants:
@@ -211,7 +241,8 @@ CONTESTANTS = ("lengen", "transformers", "lengen+compile", "transformers+compile
 
 def report(r: dict[str, Any]) -> None:
     print(f"\n[{r['size']}] d_model {r['d_model']}, {r['n_layers']} layers, {r['n_heads']} heads, d_ff {r['d_ff']}, "
-          f"seq {r['seq']}, batch {r['batch']}, vocab {r['vocab']}, {r['threads']} thread(s)")
+          f"seq {r['seq']}, batch {r['batch']}, vocab {r['vocab']}, "
+          + (r["device"] if r["device"] != "cpu" else f"{r['threads']} thread(s)"))
     for name in (n for n in CONTESTANTS if n in r):
         c = r[name]
         print(f"  {name:21s} {c['tokens_per_s']:>9,d} tok/s ({c['tokens_per_wall_s']:,d} per wall s)  "
@@ -241,22 +272,33 @@ def main() -> None:
     parser.add_argument("--breakdown", action="store_true",
                         help="profile one more repetition per model: matmul / attention / other CPU time")
     parser.add_argument("--sizes", nargs="*", help="only these sizes (large, tiny)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                        help="cpu (default) or cuda (bf16 autocast, wall-clock rates)")
     args = parser.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no CUDA device here")
+    if args.device == "cuda" and args.breakdown:
+        parser.error("--breakdown splits CPU time; on CUDA use a GPU profiler (nsys, ncu) instead")
+    setting = Setting(torch.device(args.device), args.threads)
     warnings.filterwarnings("ignore")
     sizes = QUICK if args.quick else [s for s in SIZES if not args.sizes or s.name in args.sizes]
     reps = 1 if args.quick else args.reps
     torch.set_num_threads(args.threads)
-    peak_before = matmul_flops(args.threads, 256 if args.quick else 1024)
+    peak_before = setting.peak(args.quick)
     results = []
     for size in sizes:
         torch.set_num_threads(args.threads)
-        results.append(bench_size(size, args.vocab, reps, args.threads, peak_before, args.compile, args.breakdown))
-    peak = max(peak_before, matmul_flops(args.threads, 256 if args.quick else 1024))
+        results.append(bench_size(size, args.vocab, reps, setting, peak_before, args.compile, args.breakdown))
+    peak = max(peak_before, setting.peak(args.quick))
     for r in results:  # MFU against the best matmul rate of the run
         for name in (n for n in CONTESTANTS if n in r):
             r[name]["mfu"] = round(3 * r[name]["fwd_flops_per_token"] * r[name]["tokens_per_s"] / peak, 3)
-    basis = "CPU second" if args.threads == 1 else "wall second"
-    print(f"fp32 matmul peak on {args.threads} thread(s): {peak / 1e9:.1f} GFLOP/s; rates are per {basis}")
+    if setting.device.type == "cuda":
+        print(f"bf16 matmul peak on {torch.cuda.get_device_name()}: {peak / 1e12:.1f} TFLOP/s; "
+              "rates are per wall second, both models under bf16 autocast")
+    else:
+        basis = "CPU second" if args.threads == 1 else "wall second"
+        print(f"fp32 matmul peak on {args.threads} thread(s): {peak / 1e9:.1f} GFLOP/s; rates are per {basis}")
     for r in results:
         report(r)
     emit({"benchmark": "train_throughput", "quick": args.quick, "matmul_peak_flops": round(peak),

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from lengen.tasks import TASKS
 
@@ -46,6 +47,13 @@ def test_train_throughput_compares_models_of_equal_flops():
         assert positive(c["tokens_per_s"]) and positive(c["tokens_per_wall_s"]) and 0 < c["mfu"] <= 1
     assert size["ratio_lengen_over_transformers"] == pytest.approx(
         ours["tokens_per_s"] / theirs["tokens_per_s"], rel=0.01)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error given where there is no GPU")
+def test_train_throughput_on_cuda_without_a_gpu_is_a_clear_error():
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / "train_throughput.py"), "--quick", "--device", "cuda"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--device cuda: torch sees no CUDA device here" in proc.stderr
 
 
 @pytest.mark.slow

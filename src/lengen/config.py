@@ -55,7 +55,7 @@ class TrainConfig:
     threads: int | None = None  # torch threads in this process (None: leave torch's default)
     device: str = "auto"  # auto: cuda when available, else cpu
     # torch.compile the loss forward: 1.18-1.20x per step on this 2-core CPU, for 5-9 s of compiling
-    # that a default cell (a few hundred steps) does not earn back, so off by default
+    # that most default cells (stopped early after 200-1200 steps) do not earn back, so off by default
     # (benchmarks/trainer_compile.py, docs/performance.md); worth it for wider models and long runs
     compile: bool = False
     # PoSE (lengen.positions.pose): during training only, cut each window into pose_chunks pieces whose
