@@ -15,10 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
-
-from lengen.config import Cell
 
 CPU = torch.device("cpu")
 
@@ -75,12 +72,3 @@ def matmul_flops(threads: int, size: int = 1024, reps: int = 5, device: torch.de
 def emit(results: dict[str, Any]) -> None:
     """The machine-readable last line."""
     print(json.dumps(results, sort_keys=True), flush=True)
-
-
-def trainer_tokens(cell: Cell, steps: int) -> int:
-    """Tokens ``lengen.train.train`` draws in ``steps`` steps of ``cell``: its data stream replayed
-    (the same seeded generator and the same draws)."""
-    task, cfg = cell.build_task(), cell.train
-    rng = np.random.default_rng([cell.seed, 0])
-    return sum(task.sample(rng, cfg.batch_size, int(rng.integers(cfg.min_len, cfg.max_len + 1))).tokens.numel()
-               for _ in range(steps))

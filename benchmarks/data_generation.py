@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 import torch
-from common import emit, machine, median, trainer_tokens
+from common import emit, machine, median
 
 from lengen.config import TrainConfig, default_experiment_path, load_experiment
 from lengen.tasks import TASKS, Task, make_task
@@ -45,8 +45,12 @@ def trainer_rate(steps: int) -> tuple[float, dict[str, object]]:
     start = time.process_time()
     train(cell, progress=False)
     cpu = time.process_time() - start
-    cfg = cell.train
-    return trainer_tokens(cell, steps) / cpu, {"task": cell.task, "task_args": cell.task_args, "model": cell.model.to_dict(),
+    # replay the trainer's data stream (same seeded generator, same draws) to count its tokens
+    task, cfg = cell.build_task(), cell.train
+    rng = np.random.default_rng([cell.seed, 0])
+    tokens = sum(task.sample(rng, cfg.batch_size, int(rng.integers(cfg.min_len, cfg.max_len + 1))).tokens.numel()
+                 for _ in range(steps))
+    return tokens / cpu, {"task": cell.task, "task_args": cell.task_args, "model": cell.model.to_dict(),
                           "batch_size": cfg.batch_size, "min_len": cfg.min_len, "max_len": cfg.max_len}
 
 

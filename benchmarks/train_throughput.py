@@ -206,17 +206,20 @@ def bench_size(size: Size, vocab: int, reps: int, setting: Setting, peak: float,
         for c in order:
             c.run(batches)
     rate = {c.name: median(c.tokens_per_s) for c in contestants}
+    by_name = {c.name: c for c in contestants}
+
+    def per_rep(a: str, b: str) -> list[float]:
+        """Tokens/s of ``a`` over ``b``, per interleaved repetition."""
+        return [p / q for p, q in zip(by_name[a].tokens_per_s, by_name[b].tokens_per_s, strict=True)]
 
     def ratio(a: str, b: str) -> float:
-        x, y = (next(c for c in contestants if c.name == n) for n in (a, b))
-        return round(median([p / q for p, q in zip(x.tokens_per_s, y.tokens_per_s, strict=True)]), 3)
+        return round(median(per_rep(a, b)), 3)
 
-    ratios = [a / b for a, b in zip(contestants[0].tokens_per_s, contestants[1].tokens_per_s, strict=True)]
     out: dict[str, Any] = {"size": size.name, "d_model": size.d_model, "n_layers": size.n_layers,
                            "n_heads": size.n_heads, "seq": size.seq, "batch": size.batch, "vocab": vocab,
                            "d_ff": d_ff, "threads": setting.threads, "device": str(device), "reps": reps,
-                           "ratio_lengen_over_transformers": round(median(ratios), 3),
-                           "ratios": [round(r, 3) for r in ratios]}
+                           "ratio_lengen_over_transformers": ratio("lengen", "transformers"),
+                           "ratios": [round(r, 3) for r in per_rep("lengen", "transformers")]}
     for c in contestants:
         out[c.name] = {"tokens_per_s": round(rate[c.name]), "tokens_per_wall_s": round(median(c.tokens_per_wall_s)),
                        "fwd_flops_per_token": c.fwd_flops,

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from common import emit, machine, median, trainer_tokens
+from common import emit, machine, median
 
 from lengen.config import Cell, default_experiment_path, load_experiment
 from lengen.tasks import Task
@@ -54,6 +54,7 @@ def child(model: str, steps: int, compile_: bool) -> None:
     torch.set_num_threads(1)
     cell = cell_for(model, steps, compile_)
     stamps: list[float] = []  # CPU clock as each step draws its batch
+    tokens: list[int] = []  # and the batch's tokens
     build_task = Cell.build_task
 
     def stamping_build_task(self: Cell) -> Task:
@@ -62,7 +63,9 @@ def child(model: str, steps: int, compile_: bool) -> None:
 
         def stamped(*args: Any, **kwargs: Any) -> Any:
             stamps.append(time.process_time())
-            return sample(*args, **kwargs)
+            batch = sample(*args, **kwargs)
+            tokens.append(batch.tokens.numel())
+            return batch
 
         task.sample = stamped  # type: ignore[method-assign]
         return task
@@ -74,10 +77,10 @@ def child(model: str, steps: int, compile_: bool) -> None:
     if len(stamps) != steps:
         raise SystemExit(f"expected one batch per step, saw {len(stamps)} batches in {steps} steps")
     half = steps // 2  # steps half .. steps-1 are steady: compilation is long done
-    steady_tokens = trainer_tokens(cell, steps - 1) - trainer_tokens(cell, half)
-    print(json.dumps({"cpu_s": total, "tokens": trainer_tokens(cell, steps),
+    # the stamps of steps half and steps-1 enclose steps half .. steps-2
+    print(json.dumps({"cpu_s": total, "tokens": sum(tokens),
                       "steady_cpu_s_per_step": (stamps[-1] - stamps[half]) / (steps - 1 - half),
-                      "steady_tokens_per_step": steady_tokens / (steps - 1 - half)}))
+                      "steady_tokens_per_step": sum(tokens[half:-1]) / (steps - 1 - half)}))
 
 
 def measure(model: str, steps: int, compile_: bool) -> dict[str, float]:
