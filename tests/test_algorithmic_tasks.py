@@ -1,4 +1,5 @@
-"""Algorithmic tasks with multi-token answers: layouts, coupled ids and dependency sets, hand-checked."""
+"""Algorithmic tasks with multi-token answers: layouts, coupled ids and dependency sets, hand-checked.
+(Properties shared by every task are in test_task_properties.py.)"""
 
 import numpy as np
 import pytest
@@ -6,25 +7,6 @@ import torch
 
 from lengen.errors import ConfigError
 from lengen.tasks import make_task
-
-TASKS = [("copy", {}), ("reverse", {}), ("sort", {}), ("filter_copy", {}), ("squeeze", {}),
-         ("addition", {}), ("addition", {"reverse_answer": False}),
-         ("addition", {"pad_operands": True}), ("addition", {"id_layout": "legacy"})]
-
-
-@pytest.mark.parametrize("name,args", TASKS)
-@pytest.mark.parametrize("length", [1, 2, 7, 33])
-def test_answer_recomputed_from_dependency_set_alone(name, args, length):
-    task = make_task(name, **args)
-    batch = task.sample(np.random.default_rng(length), 128, length)
-    assert torch.equal(task.recompute_answer(batch), batch.answers())
-    # the answer is the tail of the sequence, every dependency precedes the prediction that uses it
-    a = batch.answer_index.shape[1]
-    assert batch.tokens.shape[1] == batch.prompt_length + a
-    assert torch.equal(batch.answer_index[0], torch.arange(batch.prompt_length - 1, batch.prompt_length - 1 + a))
-    deps = batch.dependencies
-    assert ((deps < batch.answer_index[:, :, None] + 1) | (deps == -1)).all()
-    assert batch.coupled_ids is not None and batch.coupled_ids.shape == batch.tokens.shape
 
 
 @pytest.mark.parametrize("name", ["copy", "reverse", "sort", "filter_copy", "squeeze"])

@@ -43,11 +43,11 @@ from lengen.tasks.base import Batch, Task, make_batch, register_task
 PLUS, EQUALS, EOS = 10, 11, 12
 
 
-def _digits(rng: np.random.Generator, batch: int, n: int) -> np.ndarray:
+def _digits(rng: np.random.Generator, batch: int, n: int, base: int = 10) -> np.ndarray:
     """Random n-digit numbers as digit arrays, least significant first, no leading zero (n > 1)."""
-    d = rng.integers(0, 10, size=(batch, n))
+    d = rng.integers(0, base, size=(batch, n))
     if n > 1:
-        d[:, -1] = rng.integers(1, 10, size=batch)
+        d[:, -1] = rng.integers(1, base, size=batch)
     return d
 
 
@@ -65,6 +65,7 @@ class Addition(Task):
     multi_token: ClassVar[bool] = True
     ids_from_layout: ClassVar[bool] = True
     version: ClassVar[int] = 1  # 1: id_layout local became the default
+    base: ClassVar[int] = 10  # binary_addition subclasses with 2 (digit tokens 0..base-1, same operator ids)
 
     @classmethod
     def legacy_args(cls, version: int) -> dict[str, Any]:
@@ -78,6 +79,9 @@ class Addition(Task):
     def vocab_size(self) -> int:
         return 13
 
+    def chance_accuracy(self) -> float:
+        return 1 / self.base
+
     def token_names(self) -> list[str]:
         return [str(i) for i in range(10)] + ["+", "=", "$"]
 
@@ -89,7 +93,7 @@ class Addition(Task):
         n = length
         short = int(rng.integers(1, n + 1))
         na, nb = (n, short) if rng.random() < 0.5 else (short, n)
-        a, b = _digits(rng, batch, na), _digits(rng, batch, nb)  # least significant first
+        a, b = _digits(rng, batch, na, self.base), _digits(rng, batch, nb, self.base)  # least significant first
         pa, pb = np.zeros((batch, n + 1), np.int64), np.zeros((batch, n + 1), np.int64)
         pa[:, :na], pb[:, :nb] = a, b
         if self.pad_operands:  # leading zeros; the numbers and the sum are unchanged
@@ -98,7 +102,7 @@ class Addition(Task):
         carry = np.zeros(batch, np.int64)
         for s in range(n + 1):
             total = pa[:, s] + pb[:, s] + carry
-            c[:, s], carry = total % 10, total // 10
+            c[:, s], carry = total % self.base, total // self.base
         order = np.arange(n + 1) if self.reverse_answer else np.arange(n, -1, -1)  # significance per answer slot
         p = na + nb + 2  # prompt length
         tokens = np.concatenate([a[:, ::-1], np.full((batch, 1), PLUS), b[:, ::-1], np.full((batch, 1), EQUALS),
@@ -133,9 +137,9 @@ class Addition(Task):
         vals = torch.where(deps >= 0, vals, 0)
         if self.reverse_answer:
             aj, bj, ap, bp, cp = vals.unbind(-1)
-            carry_prev = (cp - ap - bp) % 10  # the carry into j-1, read off the previous answer digit
-            carry = (ap + bp + carry_prev >= 10).long()
-            out = (aj + bj + carry) % 10
+            carry_prev = (cp - ap - bp) % self.base  # the carry into j-1, read off the previous answer digit
+            carry = (ap + bp + carry_prev >= self.base).long()
+            out = (aj + bj + carry) % self.base
         else:
             # slot pairs (a_s, b_s); answer a (of n + 2 with EOS) is the digit of significance n - a
             pairs = vals.view(*vals.shape[:2], -1, 2)
@@ -145,8 +149,8 @@ class Addition(Task):
             digit = torch.zeros_like(carry)
             for s in range(pairs.shape[2]):
                 total = pairs[:, :, s, 0] + pairs[:, :, s, 1] + carry
-                digit = torch.where(j == s, total % 10, digit)
-                carry = total // 10
+                digit = torch.where(j == s, total % self.base, digit)
+                carry = total // self.base
             out = digit
         out[:, -1] = EOS
         return out

@@ -68,6 +68,9 @@ class Task:
     # resumed as if they were the same task (the version is part of a cell's key); ``legacy_args``
     # rebuilds the task those older cells were trained on.
     version: ClassVar[int] = 0
+    # False for tasks without ground-truth dependency sets (text): property tests and `lengen tasks
+    # --structure` skip them
+    has_dependencies: ClassVar[bool] = True
 
     @classmethod
     def legacy_args(cls, version: int) -> dict[str, Any]:

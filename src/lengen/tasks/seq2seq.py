@@ -81,12 +81,16 @@ class Seq2SeqTask(Task):
         """The input index each output copies, [B, m], and each output's dependency set (input indices)."""
         raise NotImplementedError
 
+    def output_values(self, x: np.ndarray, source: np.ndarray) -> np.ndarray:
+        """The output symbols, [B, m]: by default a copy of the input each output comes from."""
+        return np.take_along_axis(x, source, axis=1)
+
     def sample(self, rng: np.random.Generator, batch: int, length: int) -> Batch:
         self.check_length(length)
         x = self.inputs(rng, batch, length)
         source, deps = self.align(x)
         m = source.shape[1]
-        y = np.take_along_axis(x, source, axis=1)
+        y = self.output_values(x, source)
         b_sep = np.full((batch, 1), self.sep)
         tokens = np.concatenate([x, b_sep, y, np.full((batch, 1), self.eos)], axis=1)
         end = np.full((batch, 1), length + 1 if self.boundary_id == "end" else 0)

@@ -48,6 +48,7 @@ class Text(Task):
                                     "unknown id (None: the tokenizer's full vocabulary)")
 
     ids_from_layout: ClassVar[bool] = True
+    has_dependencies: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         check_tokenizer(self.tokenizer)

@@ -1,0 +1,82 @@
+"""Modular arithmetic (Delétang et al. 2023): evaluate an expression modulo p.
+
+- ``modular_arithmetic`` (regular): ``d op d op ... d`` with ``length`` operands and ``+ - *`` under the
+  usual precedence, no brackets (so the sequence has 2 * length - 1 tokens).
+- ``modular_arithmetic_brackets`` (deterministic context-free): a random bracketed expression of exactly
+  ``length`` tokens (see ``lengen.tasks.expressions``).
+Every token can change the value, so the dependency set is the whole input (dense).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from lengen.errors import ConfigError
+from lengen.registry import param
+from lengen.tasks import expressions as ex
+from lengen.tasks.base import Batch, Task, register_task
+from lengen.tasks.layouts import all_positions, classification_batch, dependency_tokens
+
+
+@dataclass
+class _ModularTask(Task):
+    modulus: int = param(5, "the modulus p (digits 0..p-1)")
+
+    def __post_init__(self) -> None:
+        if self.modulus < 2:
+            raise ConfigError(f"task {self.name}: modulus must be >= 2, got {self.modulus}")
+
+    @property
+    def vocab_size(self) -> int:
+        return self.modulus + len(ex.NAMES)
+
+    def token_names(self) -> list[str]:
+        return ex.token_names(self.modulus)
+
+    def chance_accuracy(self) -> float:
+        return 1 / self.modulus
+
+    def expression(self, rng: np.random.Generator, length: int) -> list[int]:
+        raise NotImplementedError
+
+    def sample(self, rng: np.random.Generator, batch: int, length: int) -> Batch:
+        self.check_length(length)
+        p = self.modulus
+        x = np.array([self.expression(rng, length) for _ in range(batch)], dtype=np.int64)
+        answers = np.array([ex.evaluate(row, p) for row in x.tolist()], dtype=np.int64)
+        return classification_batch(x, answers, all_positions(batch, x.shape[1]), p + ex.QUERY)
+
+    def recompute_answer(self, batch: Batch) -> torch.Tensor:
+        values, valid = dependency_tokens(batch)
+        rows = [[t for t, ok in zip(v, m, strict=True) if ok] for v, m in zip(values.tolist(), valid.tolist(),
+                                                                               strict=True)]
+        return torch.tensor([[ex.evaluate(row, self.modulus)] for row in rows], dtype=torch.long)
+
+
+@register_task("modular_arithmetic")
+@dataclass
+class ModularArithmetic(_ModularTask):
+    """d op d op ... d (op in + - *, usual precedence, no brackets) -> value mod p; length = operands."""
+
+    def max_position_id(self, length: int, ids: str = "plain") -> int:
+        return 2 * length + 2
+
+    def expression(self, rng: np.random.Generator, length: int) -> list[int]:
+        p = self.modulus
+        digits = rng.integers(0, p, size=length)
+        ops = p + rng.integers(ex.PLUS, ex.TIMES + 1, size=length)
+        out = np.empty(2 * length - 1, dtype=np.int64)
+        out[0::2], out[1::2] = digits, ops[: length - 1]
+        return [int(t) for t in out]
+
+
+@register_task("modular_arithmetic_brackets")
+@dataclass
+class ModularArithmeticBrackets(_ModularTask):
+    """a random bracketed expression of `length` tokens over + - * (and unary minus) -> value mod p."""
+
+    def expression(self, rng: np.random.Generator, length: int) -> list[int]:
+        return ex.random_expression(rng, length, self.modulus, (ex.PLUS, ex.MINUS, ex.TIMES))

@@ -1,0 +1,62 @@
+"""solve_equation (Delétang et al. 2023, deterministic context-free): find x in ``expr(x) = v`` mod p.
+
+``expr`` is a random bracketed expression of ``length`` tokens over ``+``, ``-`` and unary minus in
+which one digit is replaced by ``x``; without ``*`` the coefficient of x is +-1, so the solution is
+unique. Layout: ``expr = v ? x``. The answer depends on every token (dense).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from lengen.errors import ConfigError
+from lengen.registry import param
+from lengen.tasks import expressions as ex
+from lengen.tasks.base import Batch, Task, register_task
+from lengen.tasks.layouts import all_positions, classification_batch, dependency_tokens
+
+
+@register_task("solve_equation")
+@dataclass
+class SolveEquation(Task):
+    """expr(x) = v (mod p, + - and brackets, `length` tokens on the left) -> x."""
+
+    modulus: int = param(5, "the modulus p (digits 0..p-1)")
+
+    def __post_init__(self) -> None:
+        if self.modulus < 2:
+            raise ConfigError(f"task solve_equation: modulus must be >= 2, got {self.modulus}")
+
+    @property
+    def vocab_size(self) -> int:
+        return self.modulus + len(ex.NAMES)
+
+    def token_names(self) -> list[str]:
+        return ex.token_names(self.modulus)
+
+    def chance_accuracy(self) -> float:
+        return 1 / self.modulus
+
+    def sample(self, rng: np.random.Generator, batch: int, length: int) -> Batch:
+        self.check_length(length)
+        p = self.modulus
+        rows, answers = [], []
+        for _ in range(batch):
+            expr = ex.place_variable(rng, ex.random_expression(rng, length, p, (ex.PLUS, ex.MINUS)), p)
+            x = int(rng.integers(0, p))
+            rows.append([*expr, p + ex.EQUALS, ex.evaluate(expr, p, x)])
+            answers.append(x)
+        inputs = np.array(rows, dtype=np.int64)
+        return classification_batch(inputs, np.array(answers), all_positions(batch, length + 2), p + ex.QUERY)
+
+    def recompute_answer(self, batch: Batch) -> torch.Tensor:
+        values, valid = dependency_tokens(batch)
+        p, out = self.modulus, []
+        for v, m in zip(values.tolist(), valid.tolist(), strict=True):
+            row = [t for t, ok in zip(v, m, strict=True) if ok]
+            expr, target = row[:-2], row[-1]
+            out.append([next(x for x in range(p) if ex.evaluate(expr, p, x) == target)])
+        return torch.tensor(out, dtype=torch.long)
