@@ -14,7 +14,7 @@ import threading
 
 from lengen.errors import LengenError
 
-COMMANDS = ["run", "sweep", "train", "tasks", "schemes", "report", "diagnose"]
+COMMANDS = ["run", "sweep", "train", "tasks", "schemes", "report", "zoo_report", "diagnose"]
 
 
 def build_parser() -> argparse.ArgumentParser:

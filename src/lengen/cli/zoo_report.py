@@ -1,0 +1,30 @@
+"""`lengen zoo-report RUN_DIR`: the task-zoo finding (sparsity against L*) of a `lengen run experiments/zoo.yaml` folder."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from lengen.errors import LengenError
+
+
+def _run(args: argparse.Namespace) -> int:
+    from lengen.report.zoo import write_zoo_report
+
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise LengenError(f"run folder not found: {run_dir}")
+    path = write_zoo_report(run_dir, args.learned_at, args.holds_at)
+    print(path.read_text(encoding="utf-8"))
+    print(f"wrote {path}, {run_dir / 'zoo.json'}, {run_dir / 'zoo_scatter.png'}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("zoo-report", help="rank correlation of ground-truth sparsity with L* over a zoo run's tasks")
+    p.add_argument("run_dir", help="a folder written by `lengen run experiments/zoo.yaml`")
+    p.add_argument("--learned-at", type=float, default=0.9,
+                   help="accuracy at the training length that counts as learned (default 0.9)")
+    p.add_argument("--holds-at", type=float, default=0.9,
+                   help="accuracy that counts as still holding, for L* (default 0.9)")
+    p.set_defaults(func=_run)

@@ -1,0 +1,250 @@
+"""The zoo finding: does a task's ground-truth sparsity / locality predict how far it length-generalizes?
+
+Per (task, scheme, seed) model: learned = answer accuracy at the training length >= ``learned_at``;
+L* = the longest evaluation length up to which accuracy stays >= ``holds_at`` at every length (the
+protocol's ``learned`` / ``l_star`` columns are used instead when results.csv has them). Tasks differ
+in training length (their natural sizes differ), so a model is summarised by g = L* / L_train.
+Per task and scheme, g is the median over the seeds that learned; models that did not learn are
+excluded (a model that never fitted its training lengths says nothing about generalizing past them).
+
+The predictors come from the task's ground truth (``lengen.tasks.structure``) at its training
+length: mean k (sparsity) and mean span (locality, raw positions); coupled schemes also get the span
+in coupled-id space. Spearman's rank correlation between predictor and g is computed over tasks, and
+its 95% interval by a bootstrap that resamples tasks and, within each task, seeds. The theory
+predicts a negative correlation (more, or more spread, dependencies: shorter reach).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lengen.errors import LengenError
+from lengen.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from lengen.report.results import read_csv
+from lengen.tasks import make_task
+from lengen.tasks.structure import task_structure
+
+PREDICTORS = ("k", "span", "id_span")
+
+
+@dataclass
+class Model:
+    task: str
+    scheme: str
+    seed: int
+    train_len: int
+    in_dist: float
+    learned: bool
+    l_star: float  # L*, or nan when the model did not learn
+    beyond: float  # mean accuracy over the lengths beyond training (Ruoss et al.'s kind of average)
+
+    @property
+    def g(self) -> float:
+        return self.l_star / self.train_len
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman's rho with average ranks for ties; nan when either side is constant."""
+    rx, ry = _ranks(np.asarray(x, float)), _ranks(np.asarray(y, float))
+    if len(rx) < 3 or rx.std() == 0 or ry.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def _ranks(v: np.ndarray) -> np.ndarray:
+    order = np.argsort(v, kind="stable")
+    ranks = np.empty(len(v))
+    ranks[order] = np.arange(len(v), dtype=float)
+    for value in np.unique(v):  # ties share their average rank
+        tied = v == value
+        ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
+def models_from_rows(rows: list[dict[str, Any]], learned_at: float, holds_at: float) -> list[Model]:
+    by_model: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        by_model[(r["task"], r["scheme"], int(r["seed"]))].append(r)
+    out = []
+    for (task, scheme, seed), rs in sorted(by_model.items()):
+        rs.sort(key=lambda r: r["eval_len"])
+        train_len = int(rs[0]["train_max_len"])
+        at_train = [r["accuracy"] for r in rs if r["eval_len"] == train_len]
+        if not at_train:
+            raise LengenError(f"{task}/{scheme}/seed {seed}: no evaluation at the training length {train_len}")
+        in_dist = float(rs[0].get("in_dist_accuracy") or at_train[0])
+        learned = bool(rs[0]["learned"]) if "learned" in rs[0] else in_dist >= learned_at
+        if "l_star" in rs[0] and rs[0]["l_star"] not in ("", None):
+            l_star = float(rs[0]["l_star"])
+        else:
+            l_star = float(train_len)
+            for r in rs:
+                if r["eval_len"] < train_len:
+                    continue
+                if r["accuracy"] < holds_at:
+                    break
+                l_star = float(r["eval_len"])
+        beyond = [r["accuracy"] for r in rs if r["eval_len"] > train_len]
+        out.append(Model(task, scheme, seed, train_len, in_dist, learned, l_star if learned else math.nan,
+                         float(np.mean(beyond)) if beyond else math.nan))
+    return out
+
+
+def task_predictors(run_dir: Path, tasks: dict[str, int]) -> dict[str, dict[str, float]]:
+    """Ground-truth k, span and id span of each task at its training length (task_args from cell.json)."""
+    args: dict[str, dict[str, Any]] = {}
+    for cell in sorted((run_dir / "cells").glob("*/cell.json")):
+        d = json.loads(cell.read_text(encoding="utf-8"))
+        if args.setdefault(d["task"], d["task_args"]) != d["task_args"]:
+            raise LengenError(f"task {d['task']} appears with different task_args; the zoo report needs one per task")
+    out = {}
+    for task, train_len in tasks.items():
+        s = task_structure(make_task(task, **args.get(task, {})), train_len, samples=256).short
+        out[task] = {"k": s.k.mean, "span": s.span.mean, "id_span": s.id_span.mean if s.id_span else math.nan}
+    return out
+
+
+@dataclass
+class Correlation:
+    scheme: str
+    predictor: str
+    n_tasks: int
+    rho: float
+    low: float
+    high: float
+    excluded: list[str]  # tasks of this scheme without a model that learned
+
+
+def correlate(models: list[Model], predictors: dict[str, dict[str, float]], reps: int = 2000,
+              seed: int = 0) -> list[Correlation]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for scheme in sorted({m.scheme for m in models}):
+        mine = [m for m in models if m.scheme == scheme]
+        per_task: dict[str, list[float]] = defaultdict(list)
+        for m in mine:
+            if m.learned:
+                per_task[m.task].append(m.g)
+        excluded = sorted({m.task for m in mine} - set(per_task))
+        for name in PREDICTORS:
+            tasks = [t for t in sorted(per_task) if not math.isnan(predictors[t][name])]
+            if len(tasks) < 3:
+                continue
+            x = np.array([predictors[t][name] for t in tasks])
+            y = np.array([np.median(per_task[t]) for t in tasks])
+            boot = []
+            for _ in range(reps):
+                pick = rng.integers(0, len(tasks), len(tasks))
+                ys = [np.median(rng.choice(per_task[tasks[i]], len(per_task[tasks[i]]))) for i in pick]
+                boot.append(spearman(x[pick], np.array(ys)))
+            b = np.array([v for v in boot if not math.isnan(v)])
+            low, high = (float(np.percentile(b, 2.5)), float(np.percentile(b, 97.5))) if len(b) else (math.nan,) * 2
+            out.append(Correlation(scheme, name, len(tasks), spearman(x, y), low, high, excluded))
+    return out
+
+
+def render_scatter(models: list[Model], predictors: dict[str, dict[str, float]]) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import io
+
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    schemes = sorted({m.scheme for m in models})
+    for i, scheme in enumerate(schemes):
+        per_task: dict[str, list[float]] = defaultdict(list)
+        for m in models:
+            if m.scheme == scheme and m.learned:
+                per_task[m.task].append(m.g)
+        xs = [predictors[t]["k"] for t in per_task]
+        ys = [float(np.median(v)) for v in per_task.values()]
+        jitter = 1 + 0.04 * (i - (len(schemes) - 1) / 2)
+        ax.scatter([x * jitter for x in xs], ys, label=scheme, alpha=0.75)
+        for t, x, y in zip(per_task, xs, ys, strict=True):
+            ax.annotate(t, (x * jitter, y), fontsize=6, alpha=0.7, xytext=(3, 2), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("ground-truth k per output token (mean, at the training length)")
+    ax.set_ylabel("L* / L_train (median over seeds that learned)")
+    ax.set_title("Sparsity against length generalization (models that learned in distribution)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=130)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def ruoss_direction(models: list[Model], treated: str = "randomized", baseline: str = "nope",
+                    reps: int = 2000, seed: int = 0) -> dict[str, Any] | None:
+    """Mean accuracy beyond the training length, randomized minus baseline, over tasks that have both
+    (every model, learned or not, as Ruoss et al. average over all tasks), with a bootstrap over tasks."""
+    by = {(m.task, m.scheme): [] for m in models}  # type: dict[tuple[str, str], list[float]]
+    for m in models:
+        by[(m.task, m.scheme)].append(m.beyond)
+    tasks = sorted({t for t, s in by if s == treated} & {t for t, s in by if s == baseline})
+    if not tasks:
+        return None
+    diff = np.array([np.mean(by[(t, treated)]) - np.mean(by[(t, baseline)]) for t in tasks])
+    rng = np.random.default_rng(seed)
+    boot = [diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(reps)]
+    return {"treated": treated, "baseline": baseline, "tasks": len(tasks), "mean_difference": float(diff.mean()),
+            "low": float(np.percentile(boot, 2.5)), "high": float(np.percentile(boot, 97.5)),
+            "per_task": dict(zip(tasks, diff.round(4).tolist(), strict=True))}
+
+
+def write_zoo_report(run_dir: Path, learned_at: float = 0.9, holds_at: float = 0.9) -> Path:
+    """Write zoo.md, zoo.json and zoo_scatter.png into ``run_dir``; returns the markdown's path."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "results.csv").is_file():
+        raise LengenError(f"{run_dir}: no results.csv (run `lengen run experiments/zoo.yaml` first)")
+    models = models_from_rows(read_csv(run_dir / "results.csv"), learned_at, holds_at)
+    predictors = task_predictors(run_dir, {m.task: m.train_len for m in models})
+    correlations = correlate(models, predictors)
+    ruoss = ruoss_direction(models)
+    atomic_write_bytes(run_dir / "zoo_scatter.png", render_scatter(models, predictors))
+    atomic_write_json(run_dir / "zoo.json", {"models": [asdict(m) for m in models], "predictors": predictors,
+                                             "correlations": [asdict(c) for c in correlations], "ruoss": ruoss,
+                                             "learned_at": learned_at, "holds_at": holds_at})
+    atomic_write_text(run_dir / "zoo.md", _markdown(models, predictors, correlations, ruoss, learned_at, holds_at))
+    return run_dir / "zoo.md"
+
+
+def _markdown(models: list[Model], predictors: dict[str, dict[str, float]], correlations: list[Correlation],
+              ruoss: dict[str, Any] | None, learned_at: float, holds_at: float) -> str:
+    schemes = sorted({m.scheme for m in models})
+    lines = ["# Task zoo: sparsity against length generalization\n",
+             f"learned: accuracy >= {learned_at} at the training length; L*: longest length up to which accuracy "
+             f"stays >= {holds_at}; cell: median L*/L_train over the seeds that learned (learned/total seeds), "
+             f"'-' when none learned.\n",
+             "| task | k | span | id span | " + " | ".join(schemes) + " |",
+             "|---|---|---|---|" + "---|" * len(schemes)]
+    for task in sorted(predictors, key=lambda t: predictors[t]["k"]):
+        p = predictors[task]
+        cells = []
+        for s in schemes:
+            mine = [m for m in models if m.task == task and m.scheme == s]
+            ok = [m.g for m in mine if m.learned]
+            cells.append("" if not mine else (f"{np.median(ok):.2f} ({len(ok)}/{len(mine)})" if ok
+                                              else f"- (0/{len(mine)})"))
+        ids = "-" if math.isnan(p["id_span"]) else f"{p['id_span']:.1f}"
+        lines.append(f"| {task} | {p['k']:.1f} | {p['span']:.1f} | {ids} | " + " | ".join(cells) + " |")
+    lines += ["", "Spearman's rho between predictor and L*/L_train over tasks (95% bootstrap interval over tasks "
+              "and seeds):", "", "| scheme | predictor | tasks | rho | 95% interval | excluded (no model learned) |",
+              "|---|---|---|---|---|---|"]
+    for c in correlations:
+        lines.append(f"| {c.scheme} | {c.predictor} | {c.n_tasks} | {c.rho:.2f} | [{c.low:.2f}, {c.high:.2f}] | "
+                     f"{', '.join(c.excluded) or '-'} |")
+    if ruoss:
+        lines += ["", f"Randomized minus NoPE, mean accuracy beyond the training length over {ruoss['tasks']} tasks "
+                  f"(every model): {ruoss['mean_difference']:+.3f} [{ruoss['low']:+.3f}, {ruoss['high']:+.3f}]."]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,77 @@
+"""The zoo finding (lengen.report.zoo): L* and learned flags from rows, Spearman with ties, the
+bootstrap, and the report files, on a synthetic run whose answer is known."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from lengen.cli import main
+from lengen.report.results import write_csv
+from lengen.report.zoo import correlate, models_from_rows, ruoss_direction, spearman, write_zoo_report
+
+
+def test_spearman_monotone_ties_and_constant():
+    x = np.array([1.0, 2, 3, 4, 5])
+    assert spearman(x, x ** 3) == pytest.approx(1.0)
+    assert spearman(x, -np.exp(x)) == pytest.approx(-1.0)
+    assert spearman(np.array([1.0, 1, 2, 3]), np.array([5.0, 5, 6, 7])) == pytest.approx(1.0)
+    assert math.isnan(spearman(x, np.ones(5)))
+
+
+def _rows(task, scheme, seed, train_len, accs):
+    lengths = [train_len * f for f in (1, 2, 3, 4)]
+    return [{"experiment": "zoo", "task": task, "scheme": scheme, "seed": seed, "train_max_len": train_len,
+             "eval_len": n, "accuracy": a} for n, a in zip(lengths, accs, strict=True)]
+
+
+def test_l_star_is_the_last_length_before_the_first_drop_and_unlearned_models_have_none():
+    rows = _rows("copy", "nope", 0, 10, [1.0, 0.95, 0.5, 0.99]) + _rows("sort", "nope", 0, 10, [0.6, 0.5, 0.5, 0.5])
+    copy, sort = models_from_rows(rows, learned_at=0.9, holds_at=0.9)
+    assert (copy.task, copy.learned, copy.l_star, copy.g) == ("copy", True, 20.0, 2.0)
+    assert copy.beyond == pytest.approx((0.95 + 0.5 + 0.99) / 3)
+    assert not sort.learned and math.isnan(sort.l_star)
+
+
+def _synthetic_run(tmp_path):
+    # k: copy 1, even_pairs 2, variable_tracking 7, parity_check L: g falls with k; sort never learns
+    plan = {"copy": [1, 1, 1, 1], "even_pairs": [1, 1, 1, 0.5], "variable_tracking": [1, 1, 0.5, 0.5],
+            "parity_check": [1, 0.5, 0.5, 0.5], "sort": [0.3, 0.2, 0.2, 0.2]}
+    rows = []
+    for t, accs in plan.items():
+        for seed in (0, 1):
+            rows += _rows(t, "nope", seed, 6, accs)
+            rows += _rows(t, "randomized", seed, 6, [min(1.0, a + 0.1) for a in accs])
+            (tmp_path / "cells" / f"{t}{seed}").mkdir(parents=True)
+            (tmp_path / "cells" / f"{t}{seed}" / "cell.json").write_text(json.dumps({"task": t, "task_args": {}}))
+    write_csv(tmp_path / "results.csv", rows)
+    return rows
+
+
+def test_correlation_recovers_a_planted_negative_ranking(tmp_path):
+    rows = _synthetic_run(tmp_path)
+    models = models_from_rows(rows, 0.9, 0.9)
+    predictors = {"copy": {"k": 1, "span": 0, "id_span": 0}, "even_pairs": {"k": 2, "span": 5, "id_span": math.nan},
+                  "variable_tracking": {"k": 7, "span": 15, "id_span": math.nan},
+                  "parity_check": {"k": 6, "span": 5, "id_span": math.nan}, "sort": {"k": 6, "span": 5, "id_span": 5}}
+    nope_k = next(c for c in correlate(models, predictors, reps=200) if c.scheme == "nope" and c.predictor == "k")
+    assert nope_k.n_tasks == 4 and nope_k.excluded == ["sort"]
+    assert nope_k.rho < -0.7 and nope_k.low <= nope_k.rho <= nope_k.high
+    ruoss = ruoss_direction(models)
+    assert ruoss is not None and ruoss["tasks"] == 5 and ruoss["mean_difference"] > 0
+
+
+def test_zoo_report_files_and_cli(tmp_path, capsys):
+    _synthetic_run(tmp_path)
+    path = write_zoo_report(tmp_path)
+    text = path.read_text()
+    assert "| parity_check |" in text and "- (0/2)" in text  # sort: no seed learned
+    data = json.loads((tmp_path / "zoo.json").read_text())
+    assert data["predictors"]["parity_check"]["k"] == 6  # measured from the task at its training length
+    assert (tmp_path / "zoo_scatter.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["zoo-report", str(tmp_path)]) == 0
+    assert "Spearman" in capsys.readouterr().out
+    assert main(["zoo-report", str(tmp_path / "missing")]) == 2
