@@ -114,9 +114,14 @@ def test_shapes_targets_vocabulary_and_dependency_positions(name, args):
 
 
 @pytest.mark.parametrize("name,args", CASES, ids=IDS)
-def test_chance_accuracy_is_a_probability_when_defined(name, args):
+def test_chance_is_the_exact_match_of_guessing(name, args):
+    # Task.chance_accuracy: exact match of guessing each sample's answer among its possible values;
+    # 0 for multi-token answers (guessing a whole answer is negligible)
     task = make_task(name, **args)
-    chance = getattr(task, "chance_accuracy", None)
-    if chance is None:
-        pytest.skip("task defines no chance accuracy")
-    assert 0 < chance() < 1
+    chance = task.chance_accuracy()
+    assert 0 <= chance < 1
+    if task.multi_token:
+        assert chance == 0
+    batch = task.sample(np.random.default_rng(3), 2000, max(task.min_length(), 8))
+    if batch.answer_index.shape[1] == 1 and chance > 0:  # one answer: at most 1/chance values occur
+        assert len(set(batch.answers()[:, 0].tolist())) <= round(1 / chance)

@@ -79,9 +79,6 @@ class Addition(Task):
     def vocab_size(self) -> int:
         return 13
 
-    def chance_accuracy(self) -> float:
-        return 1 / self.base
-
     def token_names(self) -> list[str]:
         return [str(i) for i in range(10)] + ["+", "=", "$"]
 

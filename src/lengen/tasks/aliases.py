@@ -21,9 +21,6 @@ class ReverseString(Reverse):
 
     symbols: int = param(2, "number of distinct input symbols")
 
-    def chance_accuracy(self) -> float:
-        return 1 / self.symbols
-
 
 @register_task("bucket_sort")
 @dataclass
@@ -31,6 +28,3 @@ class BucketSort(Sort):
     """x_1..x_n | sorted(x) $ over 5 symbols (Delétang et al.'s bucket sort)"""
 
     symbols: int = param(5, "number of distinct input symbols")
-
-    def chance_accuracy(self) -> float:
-        return 1 / self.symbols

@@ -35,9 +35,6 @@ class BinaryMultiplication(Task):
     def token_names(self) -> list[str]:
         return ["0", "1", "*", "=", "$"]
 
-    def chance_accuracy(self) -> float:
-        return 0.5
-
     def max_position_id(self, length: int, ids: str = "plain") -> int:
         return 4 * length + 4
 

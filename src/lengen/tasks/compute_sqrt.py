@@ -34,9 +34,6 @@ class ComputeSqrt(Task):
     def token_names(self) -> list[str]:
         return ["0", "1", "|", "$"]
 
-    def chance_accuracy(self) -> float:
-        return 0.5
-
     def max_position_id(self, length: int, ids: str = "plain") -> int:
         return 2 * length + 4
 

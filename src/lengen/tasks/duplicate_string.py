@@ -24,9 +24,6 @@ class DuplicateString(Seq2SeqTask):
     symbols: int = param(2, "number of distinct input symbols")
     ids_from_layout: ClassVar[bool] = True
 
-    def chance_accuracy(self) -> float:
-        return 1 / self.symbols
-
     def max_position_id(self, length: int, ids: str = "plain") -> int:
         return length + 2 if ids == "coupled" else 3 * length + 2
 

@@ -32,9 +32,6 @@ class InterlockedPairing(Seq2SeqTask):
         if self.symbols != 2:
             raise ConfigError(f"task interlocked_pairing: symbols must be 2, got {self.symbols}")
 
-    def chance_accuracy(self) -> float:
-        return 0.5
-
     def min_length(self) -> int:
         return 2
 

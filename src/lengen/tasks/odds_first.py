@@ -24,9 +24,6 @@ class OddsFirst(Seq2SeqTask):
     symbols: int = param(2, "number of distinct input symbols")
     ids_from_layout: ClassVar[bool] = True
 
-    def chance_accuracy(self) -> float:
-        return 1 / self.symbols
-
     def align(self, x: np.ndarray) -> tuple[np.ndarray, list[list[list[int]]]]:
         b, n = x.shape
         order = np.concatenate([np.arange(0, n, 2), np.arange(1, n, 2)])

@@ -49,9 +49,6 @@ class StackManipulation(Task):
     def token_names(self) -> list[str]:
         return ["0", "1", "pop", "push0", "push1", "|", "$", "_"]
 
-    def chance_accuracy(self) -> float:
-        return 0.5  # a guess between the two stack symbols
-
     def max_position_id(self, length: int, ids: str = "plain") -> int:
         return 2 * length + 4
 
