@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from lengen.cli import main
 from lengen.tasks import make_task
 from lengen.tasks.structure import measure_length, task_structure
@@ -49,3 +51,11 @@ def test_cli_structure_rejects_tasks_without_ground_truth(capsys):
     assert main(["tasks", "--structure", "--task", "text"]) == 2
     err = capsys.readouterr().err
     assert "no ground-truth dependency sets" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("length", [8, 16, 24])
+def test_growth_verdict_is_stable_across_lengths(length):
+    # per-batch layout draws (addition's shorter operand) and discrete p90s must not flip the verdict
+    for name, grows in (("addition", False), ("binary_multiplication", True), ("filter_copy", False),
+                        ("squeeze", False), ("compute_sqrt", True), ("variable_tracking", False)):
+        assert task_structure(make_task(name), length).k_grows is grows, (name, length)

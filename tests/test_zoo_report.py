@@ -36,6 +36,18 @@ def test_l_star_is_the_last_length_before_the_first_drop_and_unlearned_models_ha
     assert not sort.learned and math.isnan(sort.l_star)
 
 
+def test_protocol_columns_win_over_the_fallback():
+    rows = _rows("copy", "nope", 0, 10, [1.0, 1.0, 1.0, 1.0])
+    for r in rows:  # the protocol judged exact match: not learned, whatever the per-token accuracy says
+        r.update(learned=False, l_star=0, in_dist_accuracy=0.0)
+    (model,) = models_from_rows(rows, 0.9, 0.9)
+    assert not model.learned and model.in_dist == 0.0 and math.isnan(model.l_star)
+    for r in rows:
+        r.update(learned=True, l_star=30, in_dist_accuracy=0.97)
+    (model,) = models_from_rows(rows, 0.9, 0.9)
+    assert model.learned and model.g == 3.0
+
+
 def _synthetic_run(tmp_path):
     # k: copy 1, even_pairs 2, variable_tracking 7, parity_check L: g falls with k; sort never learns
     plan = {"copy": [1, 1, 1, 1], "even_pairs": [1, 1, 1, 0.5], "variable_tracking": [1, 1, 0.5, 0.5],

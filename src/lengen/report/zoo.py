@@ -1,8 +1,10 @@
 """The zoo finding: does a task's ground-truth sparsity / locality predict how far it length-generalizes?
 
-Per (task, scheme, seed) model: learned = answer accuracy at the training length >= ``learned_at``;
-L* = the longest evaluation length up to which accuracy stays >= ``holds_at`` at every length (the
-protocol's ``learned`` / ``l_star`` columns are used instead when results.csv has them). Tasks differ
+Per (task, scheme, seed) model, the protocol's columns (issue 13, ``lengen.measures``): ``learned``
+(exact match at the longest training length >= eval.learned_bar) and ``l_star`` (the longest length up
+to which exact match stays above chance + l_star_level (1 - chance) at every length). Results written
+before the protocol have neither; then learned = accuracy at the training length >= ``learned_at`` and
+L* = the longest length up to which accuracy stays >= ``holds_at`` at every length. Tasks differ
 in training length (their natural sizes differ), so a model is summarised by g = L* / L_train.
 Per task and scheme, g is the median over the seeds that learned; models that did not learn are
 excluded (a model that never fitted its training lengths says nothing about generalizing past them).
@@ -79,7 +81,7 @@ def models_from_rows(rows: list[dict[str, Any]], learned_at: float, holds_at: fl
         at_train = [r["accuracy"] for r in rs if r["eval_len"] == train_len]
         if not at_train:
             raise LengenError(f"{task}/{scheme}/seed {seed}: no evaluation at the training length {train_len}")
-        in_dist = float(rs[0].get("in_dist_accuracy") or at_train[0])
+        in_dist = float(at_train[0] if rs[0].get("in_dist_accuracy") is None else rs[0]["in_dist_accuracy"])
         learned = bool(rs[0]["learned"]) if "learned" in rs[0] else in_dist >= learned_at
         if "l_star" in rs[0] and rs[0]["l_star"] not in ("", None):
             l_star = float(rs[0]["l_star"])
