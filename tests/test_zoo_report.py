@@ -87,3 +87,12 @@ def test_zoo_report_files_and_cli(tmp_path, capsys):
     assert main(["zoo-report", str(tmp_path)]) == 0
     assert "Spearman" in capsys.readouterr().out
     assert main(["zoo-report", str(tmp_path / "missing")]) == 2
+
+
+def test_report_of_a_run_where_nothing_learned(tmp_path):
+    rows = _rows("copy", "nope", 0, 6, [0.2, 0.1, 0.1, 0.1])
+    (tmp_path / "cells" / "c").mkdir(parents=True)
+    (tmp_path / "cells" / "c" / "cell.json").write_text(json.dumps({"task": "copy", "task_args": {}}))
+    write_csv(tmp_path / "results.csv", rows)
+    text = write_zoo_report(tmp_path).read_text()
+    assert "- (0/1)" in text and (tmp_path / "zoo_scatter.png").is_file()

@@ -173,11 +173,16 @@ def render_scatter(models: list[Model], predictors: dict[str, dict[str, float]])
         ax.scatter([x * jitter for x in xs], ys, label=scheme, alpha=0.75)
         for t, x, y in zip(per_task, xs, ys, strict=True):
             ax.annotate(t, (x * jitter, y), fontsize=6, alpha=0.7, xytext=(3, 2), textcoords="offset points")
-    ax.set_xscale("log")
+    plotted = any(m.learned for m in models)
+    if plotted:
+        ax.set_xscale("log")
+    else:
+        ax.text(0.5, 0.5, "no model learned in distribution", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("ground-truth k per output token (mean, at the training length)")
     ax.set_ylabel("L* / L_train (median over seeds that learned)")
     ax.set_title("Sparsity against length generalization (models that learned in distribution)")
-    ax.legend(fontsize=8)
+    if plotted:
+        ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     buf = io.BytesIO()
@@ -209,7 +214,9 @@ def write_zoo_report(run_dir: Path, learned_at: float = 0.9, holds_at: float = 0
     run_dir = Path(run_dir)
     if not (run_dir / "results.csv").is_file():
         raise LengenError(f"{run_dir}: no results.csv (run `lengen run experiments/zoo.yaml` first)")
-    models = models_from_rows(read_csv(run_dir / "results.csv"), learned_at, holds_at)
+    rows = read_csv(run_dir / "results.csv")
+    protocol = bool(rows) and "learned" in rows[0] and "l_star" in rows[0]
+    models = models_from_rows(rows, learned_at, holds_at)
     predictors = task_predictors(run_dir, {m.task: m.train_len for m in models})
     correlations = correlate(models, predictors)
     ruoss = ruoss_direction(models)
@@ -217,17 +224,22 @@ def write_zoo_report(run_dir: Path, learned_at: float = 0.9, holds_at: float = 0
     atomic_write_json(run_dir / "zoo.json", {"models": [asdict(m) for m in models], "predictors": predictors,
                                              "correlations": [asdict(c) for c in correlations], "ruoss": ruoss,
                                              "learned_at": learned_at, "holds_at": holds_at})
-    atomic_write_text(run_dir / "zoo.md", _markdown(models, predictors, correlations, ruoss, learned_at, holds_at))
+    if protocol:
+        rule = ("learned and L* are the protocol's columns: exact match >= eval.learned_bar at the training length; "
+                "L* the longest length up to which exact match stays >= chance + eval.l_star_level (1 - chance)")
+    else:
+        rule = (f"learned: accuracy >= {learned_at} at the training length; L*: longest length up to which accuracy "
+                f"stays >= {holds_at}")
+    atomic_write_text(run_dir / "zoo.md", _markdown(models, predictors, correlations, ruoss, rule))
     return run_dir / "zoo.md"
 
 
 def _markdown(models: list[Model], predictors: dict[str, dict[str, float]], correlations: list[Correlation],
-              ruoss: dict[str, Any] | None, learned_at: float, holds_at: float) -> str:
+              ruoss: dict[str, Any] | None, rule: str) -> str:
     schemes = sorted({m.scheme for m in models})
     lines = ["# Task zoo: sparsity against length generalization\n",
-             f"learned: accuracy >= {learned_at} at the training length; L*: longest length up to which accuracy "
-             f"stays >= {holds_at}; cell: median L*/L_train over the seeds that learned (learned/total seeds), "
-             f"'-' when none learned.\n",
+             f"{rule}. Cell: median L*/L_train over the seeds that learned (learned/total seeds), '-' when none "
+             f"learned. k, span, id span: ground truth at the training length.\n",
              "| task | k | span | id span | " + " | ".join(schemes) + " |",
              "|---|---|---|---|" + "---|" * len(schemes)]
     for task in sorted(predictors, key=lambda t: predictors[t]["k"]):
@@ -243,6 +255,8 @@ def _markdown(models: list[Model], predictors: dict[str, dict[str, float]], corr
     lines += ["", "Spearman's rho between predictor and L*/L_train over tasks (95% bootstrap interval over tasks "
               "and seeds):", "", "| scheme | predictor | tasks | rho | 95% interval | excluded (no model learned) |",
               "|---|---|---|---|---|---|"]
+    if not correlations:
+        lines.append("| - | - | - | - | - | no scheme has 3 tasks with a model that learned |")
     for c in correlations:
         lines.append(f"| {c.scheme} | {c.predictor} | {c.n_tasks} | {c.rho:.2f} | [{c.low:.2f}, {c.high:.2f}] | "
                      f"{', '.join(c.excluded) or '-'} |")
