@@ -39,13 +39,13 @@ class _ModularTask(Task):
     def chance_accuracy(self) -> float:
         return 1 / self.modulus
 
-    def expression(self, rng: np.random.Generator, length: int) -> list[int]:
+    def expressions(self, rng: np.random.Generator, batch: int, length: int) -> np.ndarray:
         raise NotImplementedError
 
     def sample(self, rng: np.random.Generator, batch: int, length: int) -> Batch:
         self.check_length(length)
         p = self.modulus
-        x = np.array([self.expression(rng, length) for _ in range(batch)], dtype=np.int64)
+        x = self.expressions(rng, batch, length)
         answers = np.array([ex.evaluate(row, p) for row in x.tolist()], dtype=np.int64)
         return classification_batch(x, answers, all_positions(batch, x.shape[1]), p + ex.QUERY)
 
@@ -64,13 +64,12 @@ class ModularArithmetic(_ModularTask):
     def max_position_id(self, length: int, ids: str = "plain") -> int:
         return 2 * length + 2
 
-    def expression(self, rng: np.random.Generator, length: int) -> list[int]:
+    def expressions(self, rng: np.random.Generator, batch: int, length: int) -> np.ndarray:
         p = self.modulus
-        digits = rng.integers(0, p, size=length)
-        ops = p + rng.integers(ex.PLUS, ex.TIMES + 1, size=length)
-        out = np.empty(2 * length - 1, dtype=np.int64)
-        out[0::2], out[1::2] = digits, ops[: length - 1]
-        return [int(t) for t in out]
+        out = np.empty((batch, 2 * length - 1), dtype=np.int64)
+        out[:, 0::2] = rng.integers(0, p, size=(batch, length))
+        out[:, 1::2] = p + rng.integers(ex.PLUS, ex.TIMES + 1, size=(batch, length - 1))
+        return out
 
 
 @register_task("modular_arithmetic_brackets")
@@ -78,5 +77,7 @@ class ModularArithmetic(_ModularTask):
 class ModularArithmeticBrackets(_ModularTask):
     """a random bracketed expression of `length` tokens over + - * (and unary minus) -> value mod p."""
 
-    def expression(self, rng: np.random.Generator, length: int) -> list[int]:
-        return ex.random_expression(rng, length, self.modulus, (ex.PLUS, ex.MINUS, ex.TIMES))
+    def expressions(self, rng: np.random.Generator, batch: int, length: int) -> np.ndarray:
+        py = ex.python_rng(rng)
+        ops = (ex.PLUS, ex.MINUS, ex.TIMES)
+        return np.array([ex.random_expression(py, length, self.modulus, ops) for _ in range(batch)], dtype=np.int64)

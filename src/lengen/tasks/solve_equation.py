@@ -44,9 +44,10 @@ class SolveEquation(Task):
         self.check_length(length)
         p = self.modulus
         rows, answers = [], []
+        py = ex.python_rng(rng)
         for _ in range(batch):
-            expr = ex.place_variable(rng, ex.random_expression(rng, length, p, (ex.PLUS, ex.MINUS)), p)
-            x = int(rng.integers(0, p))
+            expr = ex.place_variable(py, ex.random_expression(py, length, p, (ex.PLUS, ex.MINUS)), p)
+            x = py.randrange(p)
             rows.append([*expr, p + ex.EQUALS, ex.evaluate(expr, p, x)])
             answers.append(x)
         inputs = np.array(rows, dtype=np.int64)

@@ -10,6 +10,7 @@ query name: k = 2 hops + 3, fixed as the length grows, but spread over the whole
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,18 +68,18 @@ class VariableTracking(Task):
         if length > self.variables:
             raise ConfigError(f"task variable_tracking: length {length} needs more than variables={self.variables} names")
 
-    def _one(self, rng: np.random.Generator, n: int) -> tuple[list[int], list[int], int]:
-        names = (self.first_name + rng.permutation(self.variables)[:n]).tolist()
-        chain = sorted(rng.choice(n, size=self.hops + 1, replace=False).tolist())
+    def _one(self, rng: random.Random, n: int) -> tuple[list[int], list[int], int]:
+        names = [self.first_name + v for v in rng.sample(range(self.variables), n)]
+        chain = sorted(rng.sample(range(n), self.hops + 1))
         rhs: list[int] = [0] * n
         earlier: list[int] = []  # distractor names defined so far
         for i in range(n):
             if i in chain:
                 at = chain.index(i)
-                rhs[i] = int(rng.integers(0, self.values)) if at == 0 else names[chain[at - 1]]
+                rhs[i] = rng.randrange(self.values) if at == 0 else names[chain[at - 1]]
             else:
                 use_name = earlier and rng.random() < 0.5
-                rhs[i] = earlier[int(rng.integers(0, len(earlier)))] if use_name else int(rng.integers(0, self.values))
+                rhs[i] = earlier[rng.randrange(len(earlier))] if use_name else rng.randrange(self.values)
                 earlier.append(names[i])
         tokens = [t for i in range(n) for t in (names[i], self.equals, rhs[i])]
         value = rhs[chain[0]]
@@ -87,7 +88,8 @@ class VariableTracking(Task):
 
     def sample(self, rng: np.random.Generator, batch: int, length: int) -> Batch:
         self.check_length(length)
-        rows = [self._one(rng, length) for _ in range(batch)]
+        py = random.Random(int(rng.integers(0, 2**63)))  # per-statement draws: Python's generator is cheaper
+        rows = [self._one(py, length) for _ in range(batch)]
         tokens = np.array([r[0] for r in rows], dtype=np.int64)
         deps = np.array([r[1] for r in rows], dtype=np.int64)[:, None, :]
         return make_batch(tokens, np.full((batch, 1), 3 * length + 1), deps, prompt_length=3 * length + 2)
