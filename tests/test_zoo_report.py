@@ -96,3 +96,21 @@ def test_report_of_a_run_where_nothing_learned(tmp_path):
     write_csv(tmp_path / "results.csv", rows)
     text = write_zoo_report(tmp_path).read_text()
     assert "- (0/1)" in text and (tmp_path / "zoo_scatter.png").is_file()
+
+
+def test_full_run_estimate_scales_per_step_times(tmp_path):
+    from lengen.config import parse_experiment
+    from lengen.report.zoo import estimate_full_run
+
+    for task, per_step in (("copy", 0.1), ("parity_check", 0.2)):
+        cell = tmp_path / "cells" / task
+        cell.mkdir(parents=True)
+        row = {"task": task, "train_wall_s": 100 * per_step, "train_steps": 100, "eval_wall_s": 4.0, "n_eval": 64}
+        (cell / "rows.json").write_text(json.dumps([row]))
+    full = parse_experiment({"experiment": "z", "tasks": [{"task": "copy"}, {"task": "parity_check"}],
+                             "schemes": ["nope", "rope"], "seeds": [0, 1, 2],
+                             "train": {"steps": 1000, "curve_every": 0}, "eval": {"samples": 128}})
+    e = estimate_full_run(tmp_path, full, workers=2)
+    # 6 cells per task: 1000 steps x (0.1 or 0.2 s) + 8 s of evaluation (twice the samples)
+    assert e["cells"] == 12 and e["worker_hours"] == pytest.approx(6 * (100 + 8 + 200 + 8) / 3600)
+    assert e["wall_hours"] == pytest.approx(e["worker_hours"] / 2)

@@ -17,6 +17,13 @@ def _run(args: argparse.Namespace) -> int:
     path = write_zoo_report(run_dir, args.learned_at, args.holds_at)
     print(path.read_text(encoding="utf-8"))
     print(f"wrote {path}, {run_dir / 'zoo.json'}, {run_dir / 'zoo_scatter.png'}")
+    if args.estimate:
+        from lengen.config import load_experiment
+        from lengen.report.zoo import estimate_full_run
+
+        e = estimate_full_run(run_dir, load_experiment(args.estimate), args.workers)
+        print(f"{args.estimate}: {e['cells']} cells, {e['worker_hours']:.1f} worker-hours if no cell stops early, "
+              f"{e['wall_hours']:.1f} h on {e['workers']} workers at this run's per-step times")
     return 0
 
 
@@ -27,4 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="accuracy at the training length that counts as learned (default 0.9)")
     p.add_argument("--holds-at", type=float, default=0.9,
                    help="accuracy that counts as still holding, for L* (default 0.9)")
+    p.add_argument("--estimate", metavar="FULL.yaml",
+                   help="also predict the wall time of this experiment file from RUN_DIR's per-step times")
+    p.add_argument("--workers", type=int, default=2, help="workers assumed by --estimate (default 2)")
     p.set_defaults(func=_run)

@@ -234,6 +234,30 @@ def write_zoo_report(run_dir: Path, learned_at: float = 0.9, holds_at: float = 0
     return run_dir / "zoo.md"
 
 
+def estimate_full_run(run_dir: Path, full: Any, workers: int = 2) -> dict[str, float]:
+    """Wall time of ``full`` (an ExperimentConfig) predicted from ``run_dir``'s per-step training and
+    evaluation times per task, assuming no cell stops early (an upper bound at this machine's load).
+    Evaluation time scales with the sample count; held-out curves are counted as half an evaluation each."""
+    per_step: dict[str, list[float]] = defaultdict(list)
+    per_eval: dict[str, list[float]] = defaultdict(list)
+    samples = 0
+    for rows_file in sorted((Path(run_dir) / "cells").glob("*/rows.json")):
+        row = json.loads(rows_file.read_text(encoding="utf-8"))[0]
+        per_step[row["task"]].append(row["train_wall_s"] / max(1, row["train_steps"]))
+        per_eval[row["task"]].append(row["eval_wall_s"])
+        samples = samples or int(row.get("n_eval") or 0)
+    total, cells = 0.0, full.cells()
+    missing = sorted({c.task for c in cells} - set(per_step))
+    if missing:
+        raise LengenError(f"{run_dir} has no timed cell of {', '.join(missing)}")
+    for c in cells:
+        evaluation = float(np.mean(per_eval[c.task])) * c.eval.samples / max(1, samples)
+        curves = (c.train.steps // c.train.curve_every) * 0.5 * evaluation if c.train.curve_every else 0.0
+        total += c.train.steps * float(np.mean(per_step[c.task])) + evaluation + curves
+    return {"cells": len(cells), "worker_hours": total / 3600, "wall_hours": total / workers / 3600,
+            "workers": workers}
+
+
 def _markdown(models: list[Model], predictors: dict[str, dict[str, float]], correlations: list[Correlation],
               ruoss: dict[str, Any] | None, rule: str) -> str:
     schemes = sorted({m.scheme for m in models})
