@@ -344,6 +344,9 @@ class ExperimentConfig:
     workers: int | None = None  # parallel worker processes (None: one per core)
     tasks: list[TaskSpec] = field(default_factory=list)  # several tasks in one experiment (then ``task`` is unused)
     language: LanguageConfig | None = None  # the analysis after the cells (text experiments)
+    # fit the idealized sparse learner (lengen.idealized) on this many training samples per task setting
+    # and seed, and report it as scheme "idealized" beside the transformers (None: not at all)
+    idealized: int | None = None
 
     def task_specs(self) -> list[TaskSpec]:
         return self.tasks or [TaskSpec(self.task, self.task_args)]
@@ -387,11 +390,12 @@ class ExperimentConfig:
             "workers": self.workers,
             **({"tasks": [dataclasses.asdict(t) for t in self.tasks]} if self.tasks else {}),
             **({"language": dataclasses.asdict(self.language)} if self.language else {}),
+            **({"idealized": self.idealized} if self.idealized is not None else {}),
         }
 
 
 TOP_KEYS = {"experiment", "description", "task", "task_args", "grid", "schemes", "seeds", "model", "train",
-            "eval", "workers", "tasks", "language", "quick"}
+            "eval", "workers", "tasks", "language", "quick", "idealized"}
 
 
 def _section(cls: type, raw: Any, where: str) -> Any:
@@ -473,7 +477,11 @@ def parse_experiment(raw: Any, source: str = "experiment") -> ExperimentConfig:
     workers = raw.get("workers")
     if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
         raise ConfigError(f"{source}: workers must be a positive integer, got {workers!r}")
+    idealized = raw.get("idealized")
+    if idealized is not None and (not isinstance(idealized, int) or isinstance(idealized, bool) or idealized < 1):
+        raise ConfigError(f"{source}: idealized must be a positive number of training samples, got {str(idealized)[:40]}")
     cfg = ExperimentConfig(
+        idealized=idealized,
         experiment=str(raw.get("experiment", "experiment")),
         description=str(raw.get("description", "")),
         task=raw["task"] if not tasks else tasks[0].task,
