@@ -31,6 +31,7 @@ from lengen.model import ModelConfig
 from lengen.positions import Dims, make_scheme
 from lengen.tasks import TASKS, Task, make_task
 from lengen.validate import build, check_keys, check_mapping, check_name, check_value, short_repr
+from lengen.yaml_input import load_yaml
 
 IDS = ("plain", "coupled")
 EVAL_MODES = ("auto", "teacher", "generate")
@@ -450,6 +451,9 @@ def validate_experiment(cfg: ExperimentConfig) -> None:
         cell.model.validate()
         scheme = make_scheme(cell.scheme.position, Dims(cell.model.d_model, cell.model.n_heads),
                              **cell.scheme.position_args)
+        if cell.model.position_head and cell.model.position_head_tied and scheme.id_table() is None:
+            raise ConfigError(f"scheme {cell.scheme.label}: model.position_head_tied needs a scheme with a learned "
+                              f"id table (learned), not {cell.scheme.position}")
         limit = scheme.max_position()
         longest = task.max_position_id(max(cell.eval.lengths), cell.train.ids)
         if limit is not None and longest > limit:
@@ -495,13 +499,15 @@ def load_experiment(path: str | Path, quick: bool = False) -> ExperimentConfig:
     if not path.is_file():
         raise ConfigError(f"experiment file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = load_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}: not valid YAML{where}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a UTF-8 text file") from None
+    except ConfigError as e:  # an alias bomb or a recursive alias
+        raise ConfigError(f"{path}: {e}") from None
     if quick:
         raw = apply_quick(raw, str(path))
     return parse_experiment(raw, str(path))

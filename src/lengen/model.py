@@ -243,8 +243,8 @@ class Transformer(nn.Module):
             if classes is None:
                 raise ConfigError(f"model: position_head needs position_classes (scheme {cfg.position} has no "
                                   f"max_position)")
-            table = getattr(self.positions, "table", None)
-            if cfg.position_head_tied and not isinstance(table, nn.Embedding):
+            table = self.positions.id_table()
+            if cfg.position_head_tied and table is None:
                 raise ConfigError(f"model: position_head_tied needs a scheme with a learned id table, not "
                                   f"{cfg.position}")
             self.position_classes = table.num_embeddings if isinstance(table, nn.Embedding) and \
@@ -298,8 +298,8 @@ class Transformer(nn.Module):
             raise ConfigError("model: this model has no position head (set model.position_head: true)")
         if self.pointer:
             raise ConfigError("model: a pointer position head scores prompt tokens; use pointer_scores")
-        table = getattr(self.positions, "table", None)
-        if self.cfg.position_head_tied and isinstance(table, nn.Embedding):
+        table = self.positions.id_table()
+        if self.cfg.position_head_tied and table is not None:
             return self.position_head(hidden) @ table.weight.T
         return self.position_head(hidden)
 

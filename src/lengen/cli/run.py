@@ -9,13 +9,27 @@ from lengen.config import ExperimentConfig, default_experiment_path, load_experi
 from lengen.errors import ConfigError
 
 
-def execute(cfg: ExperimentConfig, out: Path, workers: int | None, quiet: bool) -> int:
+def add_safety_flags(p: argparse.ArgumentParser) -> None:
+    """--force and --no-size-check, shared by run, train and sweep."""
+    p.add_argument("--force", action="store_true",
+                   help="if --out holds a different experiment, move its contents aside to "
+                        "<out>.replaced-<time> and start afresh (default: refuse)")
+    p.add_argument("--no-size-check", action="store_true",
+                   help="skip the check that every model and evaluation length fits in this machine's memory")
+
+
+def execute(cfg: ExperimentConfig, out: Path, workers: int | None, quiet: bool, force: bool = False,
+            size_check: bool = True) -> int:
     from lengen.experiment import run_experiment
     from lengen.report.results import format_table
 
+    if size_check:
+        from lengen.sizes import check_sizes
+
+        check_sizes(cfg)
     n = len(cfg.cells())
     print(f"lengen: experiment {cfg.experiment!r}: {n} model{'s' if n > 1 else ''} -> {out}", flush=True)
-    rows = run_experiment(cfg, out, workers=workers, progress=not quiet)
+    rows = run_experiment(cfg, out, workers=workers, progress=not quiet, force=force)
     print()
     print(format_table(rows))
     print(f"\nwrote {out / 'results.csv'}, {out / 'accuracy_vs_length.png'}, {out / 'experiment.yaml'}")
@@ -34,7 +48,7 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError("--quick needs an experiment file with a quick: section")
     cfg = load_experiment(path, quick=args.quick)
     out = Path(args.out) if args.out else Path("runs") / cfg.experiment
-    return execute(cfg, out, args.workers, args.quiet)
+    return execute(cfg, out, args.workers, args.quiet, args.force, not args.no_size_check)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,4 +61,5 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                         "written to runs/<experiment>-quick by default)")
     p.add_argument("--workers", type=int, help="parallel worker processes (default: one per core)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    add_safety_flags(p)
     p.set_defaults(func=_run)

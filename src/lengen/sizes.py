@@ -1,0 +1,90 @@
+"""Refuse, before anything is allocated, models and lengths that cannot fit in this machine's memory.
+
+A typo such as ``d_model: 1000000000`` or an evaluation length of 10**9 otherwise starts allocating
+and ends in a swap storm or the kernel's OOM killer. The estimates are deliberately rough (a factor
+of ~2 either way) and only catch what is far beyond the machine; ``--no-size-check`` skips them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+from lengen.config import Cell, ExperimentConfig
+from lengen.errors import ConfigError
+from lengen.evaluate import eval_batch_size
+from lengen.model import ModelConfig, Transformer
+
+FLOAT = 4  # bytes: CPU runs are fp32
+ADAM = 4  # weights, gradients and AdamW's two moments
+
+
+def machine_memory() -> int:
+    """Bytes of RAM on this machine (psutil when installed, else sysconf)."""
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().total)
+    except ImportError:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def parameter_count(cfg: ModelConfig) -> int:
+    """Exact for models that can be built on the meta device (no memory); an estimate otherwise."""
+    try:
+        with torch.device("meta"):
+            model = Transformer(cfg)
+        return sum(p.numel() for p in model.parameters())
+    except (RuntimeError, OverflowError, ValueError, MemoryError):
+        d, layers = cfg.d_model, cfg.n_layers
+        return layers * (4 * d * d + 2 * d * cfg.ff_width) + 2 * max(cfg.vocab_size, 1) * d
+
+
+@dataclass
+class Estimate:
+    parameters: int
+    train_bytes: int
+    eval_bytes: int
+    eval_length: int
+
+    @property
+    def peak(self) -> int:
+        return max(self.train_bytes, self.eval_bytes)
+
+
+def estimate(cell: Cell) -> Estimate:
+    cfg = cell.model
+    task = cell.build_task()
+    params = parameter_count(cfg)
+    heads, d, vocab, layers = cfg.n_heads, cfg.d_model, max(cfg.vocab_size, 1), cfg.n_layers
+    t_train = max(cell.train.max_len, task.max_position_id(cell.train.max_len, "plain"))
+    # per token and layer: the residual stream, qkv, the MLP's hidden layer and the norms, kept for
+    # backward; attention scores and probabilities per head; the logits of every position
+    per_sample = t_train * layers * (8 * d + 2 * cfg.ff_width) + 2 * layers * heads * t_train ** 2 + 3 * t_train * vocab
+    train_bytes = FLOAT * (ADAM * params + cell.train.batch_size * per_sample)
+    longest = max(cell.eval.lengths)
+    t_eval = max(longest, cell.build_eval_task().max_position_id(longest, "plain"))
+    batch = eval_batch_size(t_eval, heads, cell.eval.samples, vocab)
+    eval_bytes = FLOAT * (params + batch * (heads * t_eval ** 2 + t_eval * (4 * d + cfg.ff_width + vocab)))
+    return Estimate(params, train_bytes, eval_bytes, longest)
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2 ** 30:,.1f} GiB"
+
+
+def check_sizes(cfg: ExperimentConfig, memory: int | None = None) -> None:
+    """Raise one ConfigError for the first cell whose training or evaluation needs more than ``memory``
+    (default: this machine's RAM)."""
+    memory = machine_memory() if memory is None else memory
+    for cell in cfg.cells():
+        est = estimate(cell)
+        if est.peak <= memory:
+            continue
+        what = (f"training (batch {cell.train.batch_size} at length {cell.train.max_len})"
+                if est.train_bytes >= est.eval_bytes else f"evaluation at length {est.eval_length}")
+        raise ConfigError(f"scheme {cell.scheme.label} {cell.grid_values or ''}: a model of {est.parameters:,} "
+                          f"parameters needs ~{_gib(est.peak)} for {what}, more than this machine's "
+                          f"{_gib(memory)} of memory; make it smaller, or pass --no-size-check to try anyway")
