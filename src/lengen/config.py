@@ -34,6 +34,7 @@ from lengen.validate import build, check_keys, check_mapping, check_name, check_
 from lengen.yaml_input import load_yaml
 
 IDS = ("plain", "coupled")
+MAX_THREADS = 4096  # torch refuses absurd thread counts only when a cell starts
 EVAL_MODES = ("auto", "teacher", "generate")
 
 
@@ -80,8 +81,11 @@ class TrainConfig:
             raise ConfigError(f"train: position_loss_weight must be >= 0, got {self.position_loss_weight}")
         if self.ids not in IDS:
             raise ConfigError(f"train: ids must be one of {', '.join(IDS)}, got {self.ids!r}")
-        if self.threads is not None and self.threads < 1:
-            raise ConfigError(f"train: threads must be >= 1, got {self.threads}")
+        if self.threads is not None and not 1 <= self.threads <= MAX_THREADS:
+            raise ConfigError(f"train: threads must be between 1 and {MAX_THREADS}, got {self.threads}")
+        if self.weight_decay < 0 or self.grad_clip < 0:  # grad_clip 0: no clipping
+            raise ConfigError(f"train: weight_decay and grad_clip must be >= 0, got {self.weight_decay}, "
+                              f"{self.grad_clip}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"train: device must be auto, cpu or cuda, got {self.device!r}")
         if self.pose_chunks < 1:
@@ -113,6 +117,8 @@ class EvalConfig:
             raise ConfigError(f"eval: every length must be >= 1, got {self.lengths}")
         if self.samples < 1:
             raise ConfigError(f"eval: samples must be >= 1, got {self.samples}")
+        if self.seed < 0:
+            raise ConfigError(f"eval: seed must be >= 0, got {self.seed}")
 
 
 @dataclass
@@ -255,6 +261,8 @@ class LanguageConfig:
             raise ConfigError(f"language: context {self.context} must exceed near context + 1 = {near + 1}")
         if self.windows < 1 or self.few < 1 or self.replacements < 1 or self.bin < 1:
             raise ConfigError("language: windows, few, replacements and bin must be >= 1")
+        if self.seed < 0:
+            raise ConfigError(f"language: seed must be >= 0, got {self.seed}")
         if not 0 < self.share <= 1 or self.min_effect < 0:
             raise ConfigError(f"language: share must be in (0, 1] and min_effect >= 0, got {self.share}, {self.min_effect}")
 

@@ -62,6 +62,8 @@ class ModelConfig:
         for name in ("d_model", "n_layers", "n_heads"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"model: {name} must be >= 1, got {getattr(self, name)}")
+        if self.d_ff is not None and self.d_ff < 1:
+            raise ConfigError(f"model: d_ff must be >= 1, got {self.d_ff}")
         if self.d_model % self.n_heads:
             raise ConfigError(f"model: d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
         if self.norm not in NORMS:

@@ -31,15 +31,20 @@ def machine_memory() -> int:
         return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 
 
-def parameter_count(cfg: ModelConfig) -> int:
-    """Exact for models that can be built on the meta device (no memory); an estimate otherwise."""
+def parameter_count(cfg: ModelConfig, memory: int | None = None) -> int:
+    """Exact when the model can be built on the meta device (no memory used); the transformer blocks'
+    and embeddings' count alone when that already exceeds ``memory`` (building 10**9 layers, even on
+    the meta device, would take hours)."""
+    d, layers = cfg.d_model, cfg.n_layers
+    rough = layers * (4 * d * d + 2 * d * cfg.ff_width) + 2 * max(cfg.vocab_size, 1) * d
+    if memory is not None and FLOAT * rough > memory:
+        return rough
     try:
         with torch.device("meta"):
             model = Transformer(cfg)
         return sum(p.numel() for p in model.parameters())
     except (RuntimeError, OverflowError, ValueError, MemoryError):
-        d, layers = cfg.d_model, cfg.n_layers
-        return layers * (4 * d * d + 2 * d * cfg.ff_width) + 2 * max(cfg.vocab_size, 1) * d
+        return rough
 
 
 @dataclass
@@ -54,10 +59,10 @@ class Estimate:
         return max(self.train_bytes, self.eval_bytes)
 
 
-def estimate(cell: Cell) -> Estimate:
+def estimate(cell: Cell, memory: int | None = None) -> Estimate:
     cfg = cell.model
     task = cell.build_task()
-    params = parameter_count(cfg)
+    params = parameter_count(cfg, memory)
     heads, d, vocab, layers = cfg.n_heads, cfg.d_model, max(cfg.vocab_size, 1), cfg.n_layers
     t_train = max(cell.train.max_len, task.max_position_id(cell.train.max_len, "plain"))
     # per token and layer: the residual stream, qkv, the MLP's hidden layer and the norms, kept for
@@ -80,7 +85,7 @@ def check_sizes(cfg: ExperimentConfig, memory: int | None = None) -> None:
     (default: this machine's RAM)."""
     memory = machine_memory() if memory is None else memory
     for cell in cfg.cells():
-        est = estimate(cell)
+        est = estimate(cell, memory)
         if est.peak <= memory:
             continue
         what = (f"training (batch {cell.train.batch_size} at length {cell.train.max_len})"
