@@ -10,16 +10,37 @@ from lengen.errors import ConfigError
 
 
 def add_safety_flags(p: argparse.ArgumentParser) -> None:
-    """--force and --no-size-check, shared by run, train and sweep."""
+    """--force, --no-size-check and --dry-run, shared by run, train and sweep."""
     p.add_argument("--force", action="store_true",
                    help="if --out holds a different experiment, move its contents aside to "
                         "<out>.replaced-<time> and start afresh (default: refuse)")
     p.add_argument("--no-size-check", action="store_true",
                    help="skip the check that every model and evaluation length fits in this machine's memory")
+    p.add_argument("--dry-run", action="store_true",
+                   help="validate, check sizes, load every task's data once and import what the run needs; "
+                        "write nothing")
+
+
+def dry_run(cfg: ExperimentConfig) -> int:
+    """Everything a run does before its first training step, without writing: catches a missing optional
+    dependency (a tokenizer, a corpus) in seconds (.ci/install_smoke uses it on fresh installs)."""
+    import numpy as np
+
+    import lengen.experiment  # noqa: F401 - the modules every run imports
+    import lengen.report.html  # noqa: F401
+
+    cells = cfg.cells()
+    for cell in cells:
+        for task in (cell.build_task(), cell.build_eval_task()):
+            task.sample(np.random.default_rng(0), 1, max(task.min_length(), cell.train.min_len))
+    if cfg.language is not None:
+        import lengen.text.analysis  # noqa: F401
+    print(f"lengen: dry run of {cfg.experiment!r}: {len(cells)} cell{'s' if len(cells) > 1 else ''} ready")
+    return 0
 
 
 def execute(cfg: ExperimentConfig, out: Path, workers: int | None, quiet: bool, force: bool = False,
-            size_check: bool = True) -> int:
+            size_check: bool = True, dry: bool = False) -> int:
     from lengen.experiment import run_experiment
     from lengen.report.results import format_table
 
@@ -27,6 +48,8 @@ def execute(cfg: ExperimentConfig, out: Path, workers: int | None, quiet: bool, 
         from lengen.sizes import check_sizes
 
         check_sizes(cfg)
+    if dry:
+        return dry_run(cfg)
     n = len(cfg.cells())
     print(f"lengen: experiment {cfg.experiment!r}: {n} model{'s' if n > 1 else ''} -> {out}", flush=True)
     rows = run_experiment(cfg, out, workers=workers, progress=not quiet, force=force)
@@ -48,7 +71,7 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError("--quick needs an experiment file with a quick: section")
     cfg = load_experiment(path, quick=args.quick)
     out = Path(args.out) if args.out else Path("runs") / cfg.experiment
-    return execute(cfg, out, args.workers, args.quiet, args.force, not args.no_size_check)
+    return execute(cfg, out, args.workers, args.quiet, args.force, not args.no_size_check, args.dry_run)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -18,6 +18,10 @@ def _run(args: argparse.Namespace) -> int:
         from lengen.sizes import check_sizes
 
         check_sizes(cfg)
+    if args.dry_run:
+        from lengen.cli.run import dry_run
+
+        return dry_run(cfg)
     out = Path(args.out) if args.out else Path("runs") / cfg.experiment
     n = len(cfg.cells())
     where = f"ray at {args.address}" if args.address else "a local ray runtime" if args.backend == "ray" else \

@@ -47,7 +47,7 @@ def _run(args: argparse.Namespace) -> int:
         raw["train"]["threads"] = args.threads
     cfg = parse_experiment(raw, "lengen train")
     out = Path(args.out) if args.out else Path("runs") / args.name
-    return execute(cfg, out, 1, args.quiet, args.force, not args.no_size_check)
+    return execute(cfg, out, 1, args.quiet, args.force, not args.no_size_check, args.dry_run)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
