@@ -40,16 +40,19 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from lengen.config import Cell, ExperimentConfig
+from lengen.config import Cell, ExperimentConfig, eval_settings
 from lengen.errors import LengenError
 from lengen.evaluate import evaluate
 from lengen.io import atomic_write_json, atomic_write_text, ensure_writable_dir
+from lengen.measures import l_star, l_star_threshold
 from lengen.report.plots import plot_accuracy_vs_length
 from lengen.report.results import format_table, write_csv
 from lengen.run_folder import check_folder, clean_stale_temp
+from lengen.tasks import Task
 from lengen.train import train
 
 ROWS_FILE = "rows.json"
+METRICS_FILE = "metrics.csv"
 
 
 def cell_rows(cell: Cell, results: list[dict[str, Any]], train_info: dict[str, Any]) -> list[dict[str, Any]]:
@@ -108,19 +111,56 @@ def run_cell(cell: Cell, cell_dir: Path, progress: bool = True, threads: int | N
         return rows
     atomic_write_json(cell_dir / "cell.json", cell.to_dict())
     result = train(cell, out_dir=cell_dir, resume=True, progress=progress)
+    write_metrics(cell_dir / METRICS_FILE, result.history)
     start = time.perf_counter()
-    task = cell.build_eval_task()
-    results = evaluate(result.model, task, cell.eval.lengths, cell.eval.samples, cell.eval.seed, cell.train.ids,
-                       cell.eval.mode, cell.eval.restrict_ids)
-    rows = cell_rows(cell, results, {
+    info = {
         "train_steps": result.steps,
         "train_accuracy": round(result.train_accuracy, 5),
         "stopped_early": result.stopped_early,
         "train_wall_s": round(result.wall_s, 1),
-        "eval_wall_s": round(time.perf_counter() - start, 1),
-    })
+    }
+    if cell.protocol:
+        info["selected_step"] = result.selected_step if result.selected_step is not None else result.steps
+    rows = []
+    for setting in eval_settings(cell):
+        task = cell.build_eval_task(setting)
+        # the longest training length is always scored: it decides the learned flag
+        lengths = sorted(set(cell.eval.lengths) | ({cell.train.max_len} if cell.protocol else set()))
+        results = evaluate(result.model, task, lengths, cell.eval.samples, cell.eval.seed, cell.train.ids,
+                           cell.eval.mode, cell.eval.restrict_ids)
+        if cell.protocol:
+            results = with_protocol_columns(cell, task, results)
+        rows += [{**row, **setting} for row in cell_rows(cell, results, info)]
+    for row in rows:
+        row["eval_wall_s"] = round(time.perf_counter() - start, 1)
     atomic_write_json(cell_dir / ROWS_FILE, rows)
     return rows
+
+
+def with_protocol_columns(cell: Cell, task: Task, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Add chance, in_dist_accuracy, learned and l_star (``lengen.measures``) to one setting's rows."""
+    chance = task.chance_accuracy()
+    by_len = {r["eval_len"]: r["exact_match"] for r in results}
+    in_dist = by_len[cell.train.max_len]
+    star = l_star(by_len.items(), l_star_threshold(chance, cell.eval.l_star_level))
+    return [{**r, "chance": round(chance, 5), "in_dist_accuracy": in_dist, "learned": in_dist >= cell.eval.learned_bar,
+             "l_star": star} for r in results]
+
+
+def write_metrics(path: Path, history: list[dict[str, Any]]) -> None:
+    """A cell's training curves as a tidy CSV: one row per (step, metric, setting, eval_len)."""
+    rows: list[dict[str, Any]] = []
+    for h in history:
+        for metric in ("loss", "accuracy", "lr"):
+            if metric in h:
+                rows.append({"step": h["step"], "metric": "train_" + metric if metric != "lr" else "lr",
+                             "setting": "", "eval_len": "", "value": h[metric]})
+        for setting, value in h.get("target", {}).items():
+            rows.append({"step": h["step"], "metric": "target_exact", "setting": setting, "eval_len": "",
+                         "value": value})
+        for setting, length, value in h.get("curves", []):
+            rows.append({"step": h["step"], "metric": "exact", "setting": setting, "eval_len": length, "value": value})
+    write_csv(path, rows, first=["step", "metric", "setting", "eval_len", "value"])
 
 
 @dataclass(frozen=True)

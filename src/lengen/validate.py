@@ -111,9 +111,10 @@ def check_keys(raw: Mapping[Any, Any], allowed: Iterable[str], where: str,
 
 
 def field_types(cls: type) -> dict[str, Any]:
-    """The settable fields of a dataclass and their (resolved) annotations."""
+    """The settable fields of a dataclass and the types a file may give them: the annotation, or a
+    field's ``metadata["accepts"]`` where ``__post_init__`` converts another form (eval.lengths)."""
     hints = typing.get_type_hints(cls)
-    return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(cls) if f.init}
+    return {f.name: f.metadata.get("accepts", hints.get(f.name, Any)) for f in dataclasses.fields(cls) if f.init}
 
 
 def check_mapping(cls: type, raw: Any, where: str, exclude: Iterable[str] = (),

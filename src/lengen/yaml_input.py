@@ -18,7 +18,7 @@ MAX_NODES = 100_000  # the largest experiment file in this repository expands to
 
 
 class _BoundedLoader(yaml.SafeLoader):
-    def compose_document(self) -> yaml.Node | None:  # type: ignore[override]
+    def compose_document(self) -> yaml.Node | None:
         node: yaml.Node | None = super().compose_document()
         if node is not None:
             expanded_size(node, MAX_NODES)
