@@ -10,6 +10,7 @@ Usage: python3 .ci/install_smoke.py [README.md]   (from the repository root; exi
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import subprocess
@@ -84,8 +85,10 @@ def main() -> int:
                      [str(venv / "bin" / "pip"), "install", "-q", TORCH, *specs]]
             steps += [[str(venv / "bin" / "lengen"), *run, "--dry-run", "--out", str(Path(tmp) / "out")]
                       for run in runs]
+            # an empty token cache: a corpus tokenized earlier must not hide a missing tokenizer
+            env = {**os.environ, "LENGEN_CACHE": str(Path(tmp) / "cache")}
             for step in steps:
-                result = subprocess.run(step, capture_output=True, text=True)
+                result = subprocess.run(step, capture_output=True, text=True, env=env)
                 if result.returncode != 0:
                     tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
                     print(f"install smoke: FAILED `{line}` at `{' '.join(step[-6:])}`: {' | '.join(tail)}")

@@ -362,3 +362,12 @@ def test_diagnose_writes_its_summary_atomically(finished_run, tmp_path, monkeypa
     assert main(["diagnose", "--model", str(cell), "--length", "6", "--budget", "2", "--out", str(tmp_path / "d"),
                  "--no-progress", "--no-truncation"]) == 0
     assert "summary.json" in written
+
+
+def test_diagnose_of_a_checkpoint_with_other_tensors_is_one_line(finished_run, tmp_path, capsys):
+    cell = copy_tree(next((finished_run / "cells").iterdir()), tmp_path / "cell")
+    wide = Transformer(ModelConfig(vocab_size=7, d_model=64, n_layers=1, n_heads=2))
+    save_checkpoint(tmp_path / "wide", wide, None, {})
+    (cell / "checkpoint" / MODEL_FILE).write_bytes((tmp_path / "wide" / MODEL_FILE).read_bytes())
+    err = one_line_error(capsys, ["diagnose", "--model", str(cell), "--out", str(tmp_path / "d"), "--no-progress"])
+    assert "tensor embed.weight is (7, 64) in the checkpoint, (7, 32) in the model" in err
