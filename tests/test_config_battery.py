@@ -31,7 +31,7 @@ HUGE = 10 ** 12
 # fields whose size (not just run time) grows with the value: a huge one must fail the size check
 # (position_classes and the pointer's sizes matter only with a position head, which the base lacks)
 SIZE_FIELDS = {"model.d_model", "model.n_layers", "model.d_ff", "train.batch_size", "train.max_len",
-               "eval.lengths"}
+               "eval.lengths", "train.stop_samples", "train.curve_samples", "train.curve_multiples"}
 NEGATIVE_OK: set[str] = set()  # no numeric setting takes a negative value today
 
 

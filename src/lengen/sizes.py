@@ -12,13 +12,14 @@ from dataclasses import dataclass
 
 import torch
 
-from lengen.config import Cell, ExperimentConfig
+from lengen.config import Cell, ExperimentConfig, eval_settings
 from lengen.errors import ConfigError
 from lengen.evaluate import eval_batch_size
 from lengen.model import ModelConfig, Transformer
 
 FLOAT = 4  # bytes: CPU runs are fp32
 ADAM = 4  # weights, gradients and AdamW's two moments
+HELD_BYTES_PER_TOKEN = 48  # a held-out sample's int64 tokens, targets, ids, answer index and dependencies
 
 
 def machine_memory() -> int:
@@ -60,16 +61,25 @@ class Estimate:
 
 
 def estimate(cell: Cell, memory: int | None = None) -> Estimate:
-    cfg = cell.model
+    cfg, tr = cell.model, cell.train
     task = cell.build_task()
     params = parameter_count(cfg, memory)
     heads, d, vocab, layers = cfg.n_heads, cfg.d_model, max(cfg.vocab_size, 1), cfg.n_layers
-    t_train = max(cell.train.max_len, task.max_position_id(cell.train.max_len, "plain"))
+
+    def tokens(length: int) -> int:
+        return max(length, task.max_position_id(length, "plain"))
+
+    t_train = tokens(tr.max_len)
     # per token and layer: the residual stream, qkv, the MLP's hidden layer and the norms, kept for
     # backward; attention scores and probabilities per head; the logits of every position
     per_sample = t_train * layers * (8 * d + 2 * cfg.ff_width) + 2 * layers * heads * t_train ** 2 + 3 * t_train * vocab
-    train_bytes = FLOAT * (ADAM * params + cell.train.batch_size * per_sample)
-    longest = max(cell.eval.lengths)
+    # the protocol's held-out samples stay in memory for the whole run (lengen.monitor): stop samples
+    # at max_len and, with curves, curve samples at each multiple of it, per evaluation setting
+    curves = list(tr.curve_multiples) if tr.curve_every > 0 else []
+    held = len(eval_settings(cell)) * (tr.stop_samples * t_train
+                                       + sum(tr.curve_samples * tokens(m * tr.max_len) for m in curves))
+    train_bytes = FLOAT * (ADAM * params + tr.batch_size * per_sample) + HELD_BYTES_PER_TOKEN * held
+    longest = max([*cell.eval.lengths, *(m * tr.max_len for m in curves)])
     t_eval = max(longest, cell.build_eval_task().max_position_id(longest, "plain"))
     batch = eval_batch_size(t_eval, heads, cell.eval.samples, vocab)
     eval_bytes = FLOAT * (params + batch * (heads * t_eval ** 2 + t_eval * (4 * d + cfg.ff_width + vocab)))
@@ -88,7 +98,8 @@ def check_sizes(cfg: ExperimentConfig, memory: int | None = None) -> None:
         est = estimate(cell, memory)
         if est.peak <= memory:
             continue
-        what = (f"training (batch {cell.train.batch_size} at length {cell.train.max_len})"
+        what = (f"training (batch {cell.train.batch_size} at length {cell.train.max_len}, with the held-out "
+                f"samples)"
                 if est.train_bytes >= est.eval_bytes else f"evaluation at length {est.eval_length}")
         raise ConfigError(f"scheme {cell.scheme.label} {cell.grid_values or ''}: a model of {est.parameters:,} "
                           f"parameters needs ~{_gib(est.peak)} for {what}, more than this machine's "
