@@ -55,7 +55,7 @@ def write_exp(path: Path, **overrides: object) -> Path:
     ({"train": {"steps": 12.5}}, "train.steps: expected an integer, got 12.5"),
     ({"model": {"d_model": "big"}}, "model.d_model: expected an integer, got 'big'"),
     ({"train": {"lr": "fast"}}, "train.lr: expected a number, got 'fast'"),
-    ({"eval": {"lengths": 40}}, "eval.lengths: expected a list of integers, got 40"),
+    ({"eval": {"lengths": 40}}, "eval.lengths: expected a list of integers or a mapping, got 40"),
     ({"train": {"target_accuracy": "high"}}, "train.target_accuracy: expected a number or null"),
     ({"train": {"lr": float("inf")}}, "train.lr: expected a finite number"),
     ({"schemes": [{"position": "rope", "train": {"steps": "x"}}]}, "schemes[0].train.steps: expected an integer"),
