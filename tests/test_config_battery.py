@@ -84,7 +84,7 @@ def _sections() -> list[tuple[str, list[str], dict[str, Any]]]:
 
 TOP = {"experiment": str, "description": str, "task": str, "task_args": dict[str, Any],
        "grid": dict[str, Any], "schemes": list[Any], "seeds": list[int], "model": dict[str, Any],
-       "train": dict[str, Any], "eval": dict[str, Any], "workers": int | None}
+       "train": dict[str, Any], "eval": dict[str, Any], "workers": int | None, "idealized": int | None}
 
 
 def mutations() -> list[tuple[str, str, dict[str, Any] | None]]:

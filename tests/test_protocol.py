@@ -8,9 +8,10 @@ import pytest
 from helpers import tiny_experiment
 
 from lengen.config import Cell, parse_experiment
-from lengen.experiment import run_experiment, with_protocol_columns
+from lengen.experiment import run_experiment
 from lengen.measures import l_star, l_star_threshold
 from lengen.report.protocol import excluded_models, l_star_rows, spearman
+from lengen.rows import with_protocol_columns
 from lengen.tasks import make_task
 from lengen.train import replace_train, train
 
@@ -103,3 +104,33 @@ def test_an_experiment_writes_protocol_columns_and_curves(tmp_path):
     assert {m["metric"] for m in metrics} >= {"train_loss", "target_exact", "exact"}
     curves = {(m["setting"], m["eval_len"]) for m in metrics if m["metric"] == "exact"}
     assert curves == {(f"k={k}", str(n)) for k in (1, 2) for n in (20, 40, 80)}
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_idealized_learner_recovers_the_planted_positions_and_generalizes(seed):
+    from lengen.idealized import accuracy_at, fit_on_task
+
+    task = make_task("offset_parity", k=2, span=5)
+    learner = fit_on_task(task, [8, 9, 10], 1500, seed, window=8, k_max=2)
+    assert learner.selector is not None and learner.train_error == 0
+    # the marker (token 2) and the task's offsets: exactly the dependency set of every answer
+    assert (learner.selector.anchor, learner.selector.offsets) == (2, tuple(int(o) for o in task.offsets))
+    assert all(accuracy_at(learner, task, n, 256, 7) == 1.0 for n in (10, 40, 160))  # any length
+
+    sparse = make_task("sparse_parity", k=3, k_min=1, noise_vocab=4)
+    learner = fit_on_task(sparse, [6, 8, 10], 3000, seed, window=8, k_max=3)
+    assert learner.selector is not None and learner.selector.anchor is None
+    assert set(learner.selector.content) <= {4, 5}  # planted symbols, found by content
+    fixed = make_task("sparse_parity", k=3, k_tokens=3, noise_vocab=4)
+    assert accuracy_at(learner, fixed, 160, 256, 7) == 1.0
+
+
+def test_idealized_rows_sit_beside_the_transformers(tmp_path):
+    raw = {**{k: v for k, v in tiny_experiment().items() if k != "grid"},
+           "task_args": {"noise_vocab": 4, "k": 2, "k_min": 1, "k_tokens": 2}, "idealized": 2000}
+    raw["train"] = {**raw["train"], "steps": 20, "min_len": 6, "max_len": 8}
+    raw["eval"] = {"lengths": [8, 32], "samples": 64, "task_args": {"k_min": None}, "grid": {"k": [1, 2]}}
+    rows = run_experiment(parse_experiment(raw), tmp_path, progress=False, report=False)
+    ideal = [r for r in rows if r["scheme"] == "idealized"]
+    assert {(r["k"], r["eval_len"]) for r in ideal} == {(k, n) for k in (1, 2) for n in (8, 32)}
+    assert all(r["accuracy"] == 1.0 and r["learned"] and r["l_star"] == 32 for r in ideal)

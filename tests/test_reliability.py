@@ -81,6 +81,8 @@ def test_steps_12_5_is_refused_not_truncated():
     ({"model": {"n_layers": 10 ** 12}}, "parameters"),
     ({"eval": {"lengths": [10 ** 9]}}, "evaluation at length 1000000000"),
     ({"train": {"batch_size": 10 ** 9}}, "for training"),
+    ({"idealized": 10 ** 12}, "for training"),
+    ({"idealized": 100, "eval": {"samples": 10 ** 12}}, "for evaluation"),
 ])
 def test_sizes_beyond_the_machine_are_refused_fast(tmp_path, capsys, overrides, what):
     start = time.perf_counter()

@@ -355,6 +355,9 @@ class ExperimentConfig:
     workers: int | None = None  # parallel worker processes (None: one per core)
     tasks: list[TaskSpec] = field(default_factory=list)  # several tasks in one experiment (then ``task`` is unused)
     language: LanguageConfig | None = None  # the analysis after the cells (text experiments)
+    # fit the idealized sparse learner (lengen.idealized) on this many training samples per task setting
+    # and seed, and report it as scheme "idealized" beside the transformers (None: not at all)
+    idealized: int | None = None
 
     def task_specs(self) -> list[TaskSpec]:
         return self.tasks or [TaskSpec(self.task, self.task_args)]
@@ -398,11 +401,12 @@ class ExperimentConfig:
             "workers": self.workers,
             **({"tasks": [dataclasses.asdict(t) for t in self.tasks]} if self.tasks else {}),
             **({"language": dataclasses.asdict(self.language)} if self.language else {}),
+            **({"idealized": self.idealized} if self.idealized is not None else {}),
         }
 
 
 TOP_KEYS = {"experiment", "description", "task", "task_args", "grid", "schemes", "seeds", "model", "train",
-            "eval", "workers", "tasks", "language", "quick"}
+            "eval", "workers", "tasks", "language", "quick", "idealized"}
 
 
 MODEL_ONLY_IN_SCHEMES = {"position": "set position schemes under 'schemes'",
@@ -464,7 +468,12 @@ def parse_experiment(raw: Any, source: str = "experiment") -> ExperimentConfig:
     check_value(f"{source}: workers", workers, int | None)
     if workers is not None and workers < 1:
         raise ConfigError(f"{source}: workers: must be >= 1, got {workers}")
+    idealized = raw.get("idealized")
+    check_value(f"{source}: idealized", idealized, int | None)
+    if idealized is not None and idealized < 1:
+        raise ConfigError(f"{source}: idealized: must be a positive number of training samples, got {idealized}")
     cfg = ExperimentConfig(
+        idealized=idealized,
         experiment=name,
         description=raw.get("description", ""),
         task=raw["task"] if not tasks else tasks[0].task,

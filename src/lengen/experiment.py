@@ -43,31 +43,17 @@ from tqdm import tqdm
 from lengen.config import Cell, ExperimentConfig, eval_settings
 from lengen.errors import LengenError
 from lengen.evaluate import evaluate
+from lengen.idealized import idealized_rows
 from lengen.io import atomic_write_json, atomic_write_text, ensure_writable_dir
-from lengen.measures import l_star, l_star_threshold
 from lengen.report.plots import plot_accuracy_vs_length
 from lengen.report.results import format_table, write_csv
+from lengen.rows import cell_rows, with_protocol_columns
 from lengen.run_folder import check_folder, clean_stale_temp
-from lengen.tasks import Task
 from lengen.train import train
 
 ROWS_FILE = "rows.json"
 METRICS_FILE = "metrics.csv"
-
-
-def cell_rows(cell: Cell, results: list[dict[str, Any]], train_info: dict[str, Any]) -> list[dict[str, Any]]:
-    base = {
-        "experiment": cell.experiment,
-        "task": cell.task,
-        "scheme": cell.scheme.label,
-        "k": cell.task_args.get("k"),
-        "window": cell.task_args.get("window"),
-        "seed": cell.seed,
-        "train_min_len": cell.train.min_len,
-        "train_max_len": cell.train.max_len,
-    }
-    extra = {k: v for k, v in cell.grid_values.items() if k not in base}
-    return [{**base, **r, **extra, **train_info} for r in results]
+IDEALIZED = "idealized"  # folder of the idealized learner's rows
 
 
 def read_rows(cell_dir: Path) -> list[dict[str, Any]] | None:
@@ -135,16 +121,6 @@ def run_cell(cell: Cell, cell_dir: Path, progress: bool = True, threads: int | N
         row["eval_wall_s"] = round(time.perf_counter() - start, 1)
     atomic_write_json(cell_dir / ROWS_FILE, rows)
     return rows
-
-
-def with_protocol_columns(cell: Cell, task: Task, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Add chance, in_dist_accuracy, learned and l_star (``lengen.measures``) to one setting's rows."""
-    chance = task.chance_accuracy()
-    by_len = {r["eval_len"]: r["exact_match"] for r in results}
-    in_dist = by_len[cell.train.max_len]
-    star = l_star(by_len.items(), l_star_threshold(chance, cell.eval.l_star_level))
-    return [{**r, "chance": round(chance, 5), "in_dist_accuracy": in_dist, "learned": in_dist >= cell.eval.learned_bar,
-             "l_star": star} for r in results]
 
 
 def write_metrics(path: Path, history: list[dict[str, Any]]) -> None:
@@ -348,6 +324,13 @@ def run_experiment(cfg: ExperimentConfig, out_dir: Path, workers: int | None = N
     rows = [r for k in keys for r in finished[k]]
     if not rows:
         raise LengenError("the experiment produced no results")
+    if cfg.idealized is not None:  # the theory's learner beside the transformers, cached like a cell
+        ideal = read_rows(out_dir / IDEALIZED)
+        if ideal is None:
+            ideal = idealized_rows(cells, cfg.idealized)
+            atomic_write_json(out_dir / IDEALIZED / ROWS_FILE, ideal)
+        rows += ideal
+        write_results(cfg, out_dir, rows)
     if cfg.language is not None:  # after every cell: it compares all models on the same tokens
         from lengen.text.analysis import run_language_analysis
 

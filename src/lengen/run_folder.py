@@ -5,7 +5,7 @@ resumes; running a *different* one is refused with the first difference named, u
 forces it, and then the old contents are moved aside (``<folder>.replaced-<time>``), never deleted.
 "Same" means the same cells (their keys are digests of every setting that changes a result, with
 settings left at their defaults dropped, so a lengen upgrade that adds an option still resumes) and
-the same language analysis; ``workers`` and ``description`` do not matter.
+the same language analysis and idealized learner; ``workers`` and ``description`` do not matter.
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ IGNORED = ("workers", "description")  # change nothing a run computes
 
 
 def identity(cfg: ExperimentConfig) -> dict[str, Any]:
+    d = cfg.to_dict()
     return {"experiment": cfg.experiment, "cells": sorted(cell.key for cell in cfg.cells()),
-            "language": cfg.to_dict().get("language")}
+            "language": d.get("language"), "idealized": d.get("idealized")}
 
 
 def first_difference(old: Any, new: Any, path: str = "") -> str | None:

@@ -60,7 +60,9 @@ class Estimate:
         return max(self.train_bytes, self.eval_bytes)
 
 
-def estimate(cell: Cell, memory: int | None = None) -> Estimate:
+def estimate(cell: Cell, memory: int | None = None, idealized: int | None = None) -> Estimate:
+    """Peak bytes of training and of evaluation; ``idealized``: the experiment's idealized learner's
+    training samples (lengen.idealized samples them, and each evaluation length, in one batch)."""
     cfg, tr = cell.model, cell.train
     task = cell.build_task()
     params = parameter_count(cfg, memory)
@@ -83,6 +85,9 @@ def estimate(cell: Cell, memory: int | None = None) -> Estimate:
     t_eval = max(longest, cell.build_eval_task().max_position_id(longest, "plain"))
     batch = eval_batch_size(t_eval, heads, cell.eval.samples, vocab)
     eval_bytes = FLOAT * (params + batch * (heads * t_eval ** 2 + t_eval * (4 * d + cfg.ff_width + vocab)))
+    if idealized:
+        train_bytes = max(train_bytes, HELD_BYTES_PER_TOKEN * idealized * t_train)
+        eval_bytes = max(eval_bytes, HELD_BYTES_PER_TOKEN * cell.eval.samples * t_eval)
     return Estimate(params, train_bytes, eval_bytes, longest)
 
 
@@ -95,7 +100,7 @@ def check_sizes(cfg: ExperimentConfig, memory: int | None = None) -> None:
     (default: this machine's RAM)."""
     memory = machine_memory() if memory is None else memory
     for cell in cfg.cells():
-        est = estimate(cell, memory)
+        est = estimate(cell, memory, cfg.idealized)
         if est.peak <= memory:
             continue
         what = (f"training (batch {cell.train.batch_size} at length {cell.train.max_len}, with the held-out "

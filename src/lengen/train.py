@@ -235,8 +235,14 @@ def train(cell: Cell, out_dir: Path | None = None, resume: bool = False, progres
                        selection.step, selection.scores)
 
 
+def selection_score(scores: dict[str, float]) -> float:
+    """Model selection ranks by the mean over target settings: the worst setting alone would prefer an
+    untrained model (every setting at chance) to one that learned all settings but one."""
+    return sum(scores.values()) / len(scores)
+
+
 class Selection:
-    """The best weights so far by held-out target score (the worst setting's score; ties keep the earlier).
+    """The best weights so far by held-out target score (``selection_score``; ties keep the earlier).
 
     Kept on the CPU, and in the checkpoint, so a resumed run selects what an uninterrupted one would.
     """
@@ -251,12 +257,12 @@ class Selection:
         selection = Selection()
         if weights is not None:
             scored = [h for h in history if "target" in h]
-            top = max(scored, key=lambda h: (min(h["target"].values()), -h["step"]))
+            top = max(scored, key=lambda h: (selection_score(h["target"]), -h["step"]))
             selection.step, selection.scores, selection.weights = top["step"], top["target"], weights
         return selection
 
     def offer(self, step: int, scores: dict[str, float], model: torch.nn.Module) -> None:
-        if self.step is None or min(scores.values()) > min(self.scores.values()):
+        if self.step is None or selection_score(scores) > selection_score(self.scores):
             self.step, self.scores = step, dict(scores)
             self.weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 

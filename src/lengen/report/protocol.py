@@ -120,3 +120,24 @@ def read_curves(run_dir: Path) -> list[dict[str, Any]]:
                                 "setting": r["setting"], "eval_len": int(r["eval_len"]) if r["eval_len"] else None,
                                 "value": float(r["value"])})
     return out
+
+
+def summary_text(rows: Sequence[dict[str, Any]]) -> str:
+    """The protocol's plain-text summary: L* per series, the rank correlation with k, who was left out."""
+    if not any("l_star" in r for r in rows):
+        return ""
+    kept, excluded = excluded_models(rows)
+    lines = []
+    if kept:
+        stars = l_star_rows(kept)
+        cols = [c for c in stars[0] if c not in ("l_star_mean", "ci_low", "ci_high", "models")]
+        lines.append("L* (longest length held; mean over models that learned, 95% t-interval)")
+        for s in stars:
+            name = ", ".join(f"{c}={s[c]}" for c in cols)
+            lines.append(f"  {name}: {s['l_star_mean']:.0f} [{s['ci_low']:.0f}, {s['ci_high']:.0f}] ({s['models']} models)")
+        for corr in rank_correlations(kept):
+            lines.append(f"Spearman of {corr['x']} against L*: {corr['spearman_mean']:+.2f} "
+                         f"[{corr['ci_low']:+.2f}, {corr['ci_high']:+.2f}] over {corr['seeds']} seeds")
+    lines.append(f"left out (did not learn in distribution): {len(excluded)}"
+                 + (": " + "; ".join(" ".join(f"{k}={v}" for k, v in e.items()) for e in excluded) if excluded else ""))
+    return "\n".join(lines)
