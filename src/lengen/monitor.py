@@ -10,7 +10,8 @@ on the mixture long before it has learned k = 8 (issue 13). So, every ``check_ev
   a teacher-forced exact sample is exactly what greedy decoding emits, so this equals the generation
   exact match without decoding);
 - training stops once the *worst* setting reaches ``train.target_accuracy`` (``stop_on: target``);
-- with ``select: best`` the weights with the best worst-setting score are kept;
+- with ``select: best`` the weights with the best mean score over the settings are kept (the worst
+  setting alone would prefer an untrained model to one that learned every setting but one);
 - every ``curve_every`` steps the same is measured at ``curve_multiples`` x the training length, which
   gives length generalization over the course of training (``metrics.csv``).
 

@@ -135,7 +135,8 @@ def train(cell: Cell, out_dir: Path | None = None, resume: bool = False, progres
             return TrainResult(model, step, state["train_accuracy"], state["stopped_early"], elapsed, history,
                                state.get("selected_step"), state.get("target_scores", {}))
     model.to(device)
-    monitor = TargetMonitor(cell, model, device) if cfg.stop_on == "target" or cfg.curve_every else None
+    wanted = cfg.stop_on == "target" or cfg.select == "best" or cfg.curve_every
+    monitor = TargetMonitor(cell, model, device) if wanted and task.exact_match_protocol else None
     selection = Selection.from_history(history, best)
     split = data_split(cfg.batch_size)  # None unless run under torchrun (lengen.ddp)
     step_loss = answer_loss if split is None else split.wrap(model, answer_loss)
@@ -206,7 +207,7 @@ def train(cell: Cell, out_dir: Path | None = None, resume: bool = False, progres
                     selection.offer(step, entry["target"], model)
                 if cfg.curve_every and step % cfg.curve_every == 0:
                     entry["curves"] = monitor.curves(model)
-            if cfg.stop_on == "mixture":
+            if cfg.stop_on == "mixture" or monitor is None:
                 stop_score = accuracy
             history.append(entry)
             bar.set_postfix(loss=f"{mean_loss:.3f}", acc=f"{accuracy:.3f}", target=f"{stop_score:.3f}")
@@ -235,8 +236,14 @@ def train(cell: Cell, out_dir: Path | None = None, resume: bool = False, progres
                        selection.step, selection.scores)
 
 
+def selection_score(scores: dict[str, float]) -> float:
+    """Model selection ranks by the mean over target settings: the worst setting alone would prefer an
+    untrained model (every setting at chance) to one that learned all settings but one."""
+    return sum(scores.values()) / len(scores)
+
+
 class Selection:
-    """The best weights so far by held-out target score (the worst setting's score; ties keep the earlier).
+    """The best weights so far by held-out target score (``selection_score``; ties keep the earlier).
 
     Kept on the CPU, and in the checkpoint, so a resumed run selects what an uninterrupted one would.
     """
@@ -251,12 +258,12 @@ class Selection:
         selection = Selection()
         if weights is not None:
             scored = [h for h in history if "target" in h]
-            top = max(scored, key=lambda h: (min(h["target"].values()), -h["step"]))
+            top = max(scored, key=lambda h: (selection_score(h["target"]), -h["step"]))
             selection.step, selection.scores, selection.weights = top["step"], top["target"], weights
         return selection
 
     def offer(self, step: int, scores: dict[str, float], model: torch.nn.Module) -> None:
-        if self.step is None or min(scores.values()) > min(self.scores.values()):
+        if self.step is None or selection_score(scores) > selection_score(self.scores):
             self.step, self.scores = step, dict(scores)
             self.weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from lengen.cli.run import execute
+from lengen.cli.run import add_safety_flags, execute
 from lengen.config import parse_experiment
 from lengen.errors import ConfigError
 
@@ -47,7 +47,7 @@ def _run(args: argparse.Namespace) -> int:
         raw["train"]["threads"] = args.threads
     cfg = parse_experiment(raw, "lengen train")
     out = Path(args.out) if args.out else Path("runs") / args.name
-    return execute(cfg, out, 1, args.quiet)
+    return execute(cfg, out, 1, args.quiet, args.force, not args.no_size_check, args.dry_run)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -65,7 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--min-len", type=int, default=5)
     p.add_argument("--max-len", type=int, default=20)
-    p.add_argument("--target-accuracy", type=float, default=0.99, help="stop early at this training accuracy")
+    p.add_argument("--target-accuracy", type=float, default=0.99, help="stop once held-out exact match at --max-len reaches this (the target distribution, not the training batches)")
     p.add_argument("--ids", default="plain", choices=["plain", "coupled"], help="position ids the model consumes")
     p.add_argument("--eval-lengths", default="10,20,40,80,160", help="comma-separated evaluation lengths")
     p.add_argument("--samples", type=int, default=512, help="evaluation samples per length")
@@ -73,4 +73,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default="train", help="experiment name (default output folder runs/<name>)")
     p.add_argument("--out", help="output folder")
     p.add_argument("--quiet", action="store_true")
+    add_safety_flags(p)
     p.set_defaults(func=_run)

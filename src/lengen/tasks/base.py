@@ -71,6 +71,10 @@ class Task:
     # False for tasks without ground-truth dependency sets (text): property tests and `lengen tasks
     # --structure` skip them
     has_dependencies: ClassVar[bool] = True
+    # The protocol (lengen.monitor) scores held-out exact match: stopping, selection, curves, learned, L*.
+    # False for tasks where a whole answer is never exactly right (next-token prediction on text): they
+    # train to their budget, keep the last weights, and their rows carry no protocol columns.
+    exact_match_protocol: ClassVar[bool] = True
 
     @classmethod
     def legacy_args(cls, version: int) -> dict[str, Any]:
