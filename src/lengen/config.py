@@ -426,7 +426,7 @@ def parse_experiment(raw: Any, source: str = "experiment") -> ExperimentConfig:
     check_name(name, f"{source}: experiment")
     tasks = _parse_tasks(raw.get("tasks"), source)
     if "task" not in raw and not tasks:
-        raise ConfigError(f"{source}: missing key 'task' (one of: {', '.join(TASKS.names())})")
+        raise ConfigError(f"{source}: missing key 'task' (`lengen tasks` lists the {len(TASKS.names())} tasks)")
     if "task" in raw and tasks:
         raise ConfigError(f"{source}: give either 'task' or 'tasks', not both")
     if not tasks:

@@ -55,9 +55,10 @@ class Registry(Generic[T]):
         if not isinstance(name, str) or name not in self._classes:
             close = difflib.get_close_matches(name, self._classes, n=1) if isinstance(name, str) else []
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(
-                f"unknown {self.kind} {short_repr(name)}{hint}; known: {', '.join(self.names())}"
-            )
+            names = self.names()
+            # a long list would make the one-line error unreadable: past a dozen, point to the listing
+            known = ", ".join(names) if len(names) <= 12 else f"`lengen {self.kind}s` lists all {len(names)}"
+            raise ConfigError(f"unknown {self.kind} {short_repr(name)}{hint}; known: {known}")
         return self._classes[name]
 
     def param_class(self, name: str) -> type:
