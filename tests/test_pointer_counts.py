@@ -1,0 +1,115 @@
+"""The counts pointer (``pointer_distance: counts``): scores defined at every id distance, and learned
+gaps that extrapolate."""
+
+import numpy as np
+import pytest
+import torch
+
+from lengen.errors import ConfigError
+from lengen.evaluate import generation_inputs
+from lengen.generate import generate
+from lengen.heads.pointer import CountPointer, count_features
+from lengen.model import ModelConfig, Transformer
+from lengen.tasks import make_task
+from lengen.train import answer_loss, answer_outputs, next_position_targets
+
+
+def _model(seed: int = 0, d_model: int = 32, keys: str = "embed") -> Transformer:
+    torch.manual_seed(seed)
+    cfg = ModelConfig(vocab_size=12, d_model=d_model, n_layers=2, n_heads=2, position="t5_bias",
+                      position_args={"num_buckets": 8, "max_distance": 8}, position_head=True,
+                      position_head_kind="pointer", pointer_distance="counts", pointer_keys=keys)
+    return Transformer(cfg).eval()
+
+
+def test_count_features_by_hand():
+    gate = torch.tensor([[[[1.0, 0.0, 1.0, 1.0, 0.5, 0.0]]]])  # [B=1, A=1, G=1, P=6]
+    prompt_ids = torch.tensor([[1, 2, 3, 4, 5, 0]])  # in any order: the separator's id 0 comes last
+    ahead, behind, before, after = count_features(gate, torch.tensor([[3]]), prompt_ids)[0, 0, 0]
+    # candidate weight by id: 0 -> 0, 1 -> 1, 2 -> 0, 3 -> 1, 4 -> 1, 5 -> 0.5; the row sits at id 3
+    assert ahead.tolist() == [0, 0, 0, 0, 1, 0]  # strictly between id 3 and id 5: the token at id 4
+    assert behind.tolist() == [0, 0, 0, 0, 0, 1]  # between id 1 and 3: id 2 (0); between 0 and 3: ids 1, 2
+    assert before.tolist() == [0, 1, 1, 2, 3, 0]
+    assert after.tolist() == [2.5, 2.5, 1.5, 0.5, 0, 3.5]
+
+
+def test_tokens_sharing_an_id_count_together():
+    gate = torch.ones(1, 1, 1, 5)
+    ahead = count_features(gate, torch.tensor([[0]]), torch.tensor([[2, 1, 2, 3, 1]]))[0, 0, 0, 0]
+    assert ahead.tolist() == [2, 0, 2, 4, 0]
+
+
+def test_scores_beyond_training_distances_come_from_the_same_few_parameters():
+    head = CountPointer(16, gates=2)
+    names = {n: p.shape for n, p in head.named_parameters()}
+    # nothing is indexed by a distance: four matrices of the model width, one row per feature
+    assert names == {"query.weight": (16, 16), "key.weight": (16, 16), "gate_key.weight": (32, 16),
+                     "feature.weight": (13, 16)}
+    torch.manual_seed(0)
+    n = 4000
+    rows, row_ids = torch.randn(1, 1, 16), torch.tensor([[0]])
+    memory = torch.randn(1, 1, 16).expand(1, n, 16)  # every prompt token alike: only the distance differs
+    scores = head(rows, row_ids, memory, torch.arange(1, n + 1)[None])[0, 0]
+    assert torch.isfinite(scores).all()
+    far = scores[1:].double()  # distances 2..n: affine in the distance, so monotone, with no kink anywhere
+    second = far[2:] - 2 * far[1:-1] + far[:-2]
+    assert second.abs().max() < 1e-3 * far.abs().max()
+    steps = far[1:] - far[:-1]
+    assert (steps >= -1e-4).all() or (steps <= 1e-4).all()
+    # a score at distance 3000 and one at distance 3 train exactly the same parameters
+    grads = []
+    for d in (3, 3000):
+        head.zero_grad()
+        head(rows, row_ids, memory, torch.arange(1, n + 1)[None])[0, 0, d - 1].backward()
+        grads.append({name for name, p in head.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0})
+    assert grads[0] == grads[1] == set(names)
+
+
+def test_counts_pointer_is_validated():
+    with pytest.raises(ConfigError, match="pointer_distance"):
+        ModelConfig(position_head=True, position_head_kind="pointer", pointer_distance="table").validate()
+    with pytest.raises(ConfigError, match="pointer_gates"):
+        ModelConfig(pointer_gates=0).validate()
+
+
+@pytest.mark.parametrize("task", ["filter_copy", "stable_partition"])
+def test_cached_counts_pointer_generation_returns_the_same_tokens_and_ids(task):
+    model = _model(keys="hidden")
+    batch = make_task(task).sample(np.random.default_rng(2), 16, 12)
+    prompt, prompt_ids, steps = generation_inputs(batch, batch.coupled_ids)
+    fast = generate(model, prompt, prompt_ids, steps, predict_ids=True)
+    slow = generate(model, prompt, prompt_ids, steps, predict_ids=True, use_cache=False)
+    assert torch.equal(fast.tokens, slow.tokens) and torch.equal(fast.ids, slow.ids)
+
+
+def _max_gap(task, batch) -> int:
+    kept = batch.tokens[:, :batch.prompt_length - 1] < task.keep
+    gaps = [int(np.diff(np.flatnonzero(row)).max(initial=0)) for row in kept.numpy()]
+    return max(gaps)
+
+
+def test_counts_pointer_learns_gaps_longer_than_any_in_training():
+    """filter_copy trained on n <= 8 with half the tokens kept (gaps <= 8), then asked for the next id
+    at n = 60 with a tenth kept: gaps of 20 and more. A per-distance table would score those gaps with
+    parameters no training step moved."""
+    torch.set_num_threads(1)
+    train_task = make_task("filter_copy", symbols=6, keep=3, boundary_id="start")
+    long_task = make_task("filter_copy", symbols=6, keep=3, boundary_id="start", keep_fraction=0.1)
+    model = _model(seed=1)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    rng = np.random.default_rng(0)
+    model.train()
+    for _ in range(150):
+        batch = train_task.sample(rng, 32, int(rng.integers(2, 9)))
+        loss, _, _ = answer_loss(model, batch, batch.coupled_ids, position_weight=1.0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    held_out = long_task.sample(np.random.default_rng(5), 64, 60)
+    assert _max_gap(long_task, held_out) >= 20
+    with torch.no_grad():
+        _, scores = answer_outputs(model, held_out, held_out.coupled_ids)
+    pred = held_out.coupled_ids[:, :held_out.prompt_length].gather(1, scores.argmax(-1))
+    accuracy = float((pred == next_position_targets(held_out, held_out.coupled_ids)).float().mean())
+    assert accuracy > 0.95, accuracy
