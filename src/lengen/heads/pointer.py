@@ -10,12 +10,13 @@ where the features are
 - the side of j in id space relative to t: ahead, behind, same id, exactly one id ahead, one behind
   (five indicators: every one of them occurs at every training length);
 - for each of ``gates`` soft candidate classes c_g(t, j) = sigmoid(q_t . G_g k_j) chosen by the row:
-  how many candidates lie strictly between t and j in id space (ahead and behind), and how many lie
-  before and after j. "The nearest candidate ahead" is the candidate with 0 candidates between, and "the
-  first candidate of the input" the one with 0 before, however many non-candidates separate them.
+  whether candidates lie strictly between t and j in id space (ahead and behind), before j and after j
+  (soft counts, saturated at 1). "The nearest candidate ahead" is the candidate with none between, and
+  "the first candidate of the input" the one with none before, however many non-candidates separate
+  them.
 
-So the score is a fixed function of counts of tokens, with as many parameters at distance 1000 as at
-distance 1; a non-candidate gap of any length costs nothing. This is the theory's sparse dependence made
+So the score is a fixed, bounded function of which tokens lie where, with as many parameters at
+distance 1000 as at distance 1; a non-candidate gap of any length costs nothing. This is the theory's sparse dependence made
 explicit: given the previous output's id, the next id is found by content among few candidates.
 """
 
@@ -31,7 +32,8 @@ COUNT_FEATURES = 4  # per gate: between (ahead), between (behind), before j, aft
 
 
 def count_features(gate: torch.Tensor, row_ids: torch.Tensor, prompt_ids: torch.Tensor) -> torch.Tensor:
-    """Soft candidate counts, [B, A, G, 4, P]: between t and j (ahead, behind), before j, after j.
+    """Soft candidate counts saturated at 1, [B, A, G, 4, P]: between t and j (ahead, behind), before j,
+    after j.
 
     ``gate`` [B, A, G, P] is each row's candidate weight of every prompt token; ``row_ids`` [B, A] and
     ``prompt_ids`` [B, P] are coupled ids. Counts are over ids, so tokens sharing an id count together
@@ -59,7 +61,9 @@ def count_features(gate: torch.Tensor, row_ids: torch.Tensor, prompt_ids: torch.
     ahead = torch.where(d > 0, (before - at_row(upto_t)).clamp(min=0), 0.0)
     behind = torch.where(d < 0, (at_row(below_t) - through).clamp(min=0), 0.0)
     after = cum[..., -1:] - through
-    return torch.stack([ahead, behind, before, after], dim=3)
+    # saturated at 1: "none" against "some" is what nearest/first/last needs, and a bounded feature cannot
+    # grow with the input (a raw count of tokens before j would, and did: 0 exact match at 4x on some seeds)
+    return -torch.expm1(-torch.stack([ahead, behind, before, after], dim=3))
 
 
 class CountPointer(nn.Module):
@@ -81,11 +85,12 @@ class CountPointer(nn.Module):
         p = k.shape[1]
         scale = 1 / math.sqrt(dm)
         gk = self.gate_key(memory).view(b, p, self.gates, dm)
-        gate = torch.sigmoid(torch.einsum("bad,bpgd->bagp", q, gk) * scale)
+        # counts in float32: under bf16 autocast a sum of gates past 256 would round to steps of 2 or more
+        gate = torch.sigmoid(torch.einsum("bad,bpgd->bagp", q, gk).float() * scale)
         d = (prompt_ids[:, None, :] - row_ids[:, :, None])  # [B, A, P]
-        side = torch.stack([d > 0, d < 0, d == 0, d == 1, d == -1], dim=2).to(q.dtype)  # [B, A, 5, P]
+        side = torch.stack([d > 0, d < 0, d == 0, d == 1, d == -1], dim=2).float()  # [B, A, 5, P]
         counts = count_features(gate, row_ids, prompt_ids).flatten(2, 3)  # [B, A, 4G, P]
-        features = torch.cat([side, counts.to(q.dtype)], dim=2)
-        weights = self.feature(q)  # [B, A, F]
+        features = torch.cat([side, counts], dim=2)
+        weights = self.feature(q).float()  # [B, A, F]
         relative = (weights[:, :, :, None] * features).sum(2)
-        return (q @ k.transpose(1, 2) + relative) * scale
+        return ((q @ k.transpose(1, 2)).float() + relative) * scale
