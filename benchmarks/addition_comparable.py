@@ -26,13 +26,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from lengen.answers import model_ids
 from lengen.checkpoint import load_model
 from lengen.errors import LengenError
 from lengen.evaluate import generation_inputs
 from lengen.generate import generate
 from lengen.io import atomic_write_text
 from lengen.tasks import make_task
-from lengen.train import model_ids
 
 
 @torch.no_grad()

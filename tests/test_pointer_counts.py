@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 import torch
 
+from lengen.answers import answer_loss, answer_outputs, next_position_targets
 from lengen.errors import ConfigError
 from lengen.evaluate import generation_inputs
 from lengen.generate import generate
 from lengen.heads.pointer import CountPointer, count_features
 from lengen.model import ModelConfig, Transformer
 from lengen.tasks import make_task
-from lengen.train import answer_loss, answer_outputs, next_position_targets
 
 
 def _model(seed: int = 0, d_model: int = 32, keys: str = "embed") -> Transformer:
