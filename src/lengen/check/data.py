@@ -118,8 +118,8 @@ def _files(path: Path) -> list[Path]:
 def read_data(source: str, field: str | None = None) -> Documents:
     """The documents of ``source`` (see the module docstring), with one clear error line for bad input."""
     if source in NAMED_CORPORA:
-        texts, digest = read_documents(source)
-        return Documents(texts=texts, id_lists=[], digest=digest, source=source)
+        named, content = read_documents(source)
+        return Documents(texts=named, id_lists=[], digest=content, source=source)
     path = Path(source).expanduser()
     if not path.exists():
         raise LengenError(f"data not found: {source} (give kjv, shakespeare, a .txt/.jsonl/.csv file or a folder)")

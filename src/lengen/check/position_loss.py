@@ -42,13 +42,17 @@ def edges_for(n: int, longest: int) -> list[int]:
     return edges
 
 
-def ranges_table(losses: np.ndarray, edges: list[int], seed: int = 0) -> list[dict[str, Any]]:
-    """Mean loss per range with its interval, and the rise over the first range (paired by window)."""
+def ranges_table(losses: np.ndarray, edges: list[int], seed: int = 0,
+                 near: np.ndarray | None = None) -> list[dict[str, Any]]:
+    """Mean loss per range with its interval, and its *rise*: the loss minus the loss of the same tokens
+    read with only their last N tokens (``near``, same shape; ``lengen.text.length_eval.
+    near_context_losses``), so the rise is what reading the longer input costs, free of how hard the
+    tokens of each range happen to be. Without ``near``, the rise is over the first range instead."""
     first = range_means(losses, edges[0], edges[1])
     rows = []
     for a, b in zip(edges[:-1], edges[1:], strict=True):
         m = range_means(losses, a, b)
-        rise = m - first
+        rise = m - (range_means(near, a, b) if near is not None else first)
         rows.append({"start": a, "end": b, "loss": float(m.mean()), "loss_ci": bootstrap_ci(m, seed=seed),
                      "rise": float(rise.mean()), "rise_ci": bootstrap_ci(rise, seed=seed)})
     return rows

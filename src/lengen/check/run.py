@@ -19,7 +19,7 @@ import torch
 
 from lengen.check import data as D
 from lengen.check.dependence import Dependence, DependenceConfig, measure_many
-from lengen.check.lm import LM, hf_lm, lengen_lm
+from lengen.check.lm import LM, hf_lm, lengen_lm, target_logprob
 from lengen.check.position_loss import bootstrap_ci, edges_for, range_means, ranges_table
 from lengen.check.shorttrain import SmallLM, train_small
 from lengen.check.verdict import decide
@@ -176,6 +176,7 @@ def summarize_dependence(dep: Dependence, n: int) -> dict[str, Any]:
         if m < dep.context and inside.any():
             agreement[str(m)] = {"tokens": int(inside.sum()), "median_damage": float(np.median(dep.damage[m][inside]))}
     p90 = float(np.quantile(tokens_beyond, 0.9))
+    needing = tokens_beyond[far > DAMAGE]
     return {
         "tokens": int(len(far)), "context": dep.context, "chunk": dep.cfg.chunk, "local": dep.cfg.local,
         "far_gain": float(far.mean()), "far_gain_ci": bootstrap_ci(far),
@@ -184,6 +185,8 @@ def summarize_dependence(dep: Dependence, n: int) -> dict[str, Any]:
         "dense_tokens_p90": p90,
         "dense_tokens_p90_ci": bootstrap_ci(tokens_beyond, stat=lambda v: np.quantile(v, 0.9)),
         "k_median_chunks": float(np.median(dep.k)),
+        # the kind of dependence among the predictions that need context beyond N (0 when none does)
+        "needing_tokens_median": float(np.median(needing)) if len(needing) else 0.0,
         "median_damage_at_reach": float(np.median(dep.damage_at_reach)),
         "median_damage_inside": agreement,
         # None where either side is constant (no rank correlation is defined)
@@ -217,19 +220,25 @@ def _train_all(streams: D.TokenStreams, vocab: int, n: int, plan: Plan, folder: 
 
 def step2(models: dict[str, tuple[Any, dict[str, float]]], streams: D.TokenStreams, n: int, plan: Plan,
           folder: Folder, seed: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Loss by position to 8N of every model, and of the same tokens read with their last N only."""
+    from lengen.text.length_eval import near_context_losses
+
     windows = _samples(streams.validation, plan.eval_windows, 8 * n + 1, seed + 1)
     cached = folder.load("step2_losses.json") or {}
     losses: dict[str, np.ndarray] = {}
+    near: dict[str, np.ndarray] = {}
     for label, (model, _) in models.items():
         if label not in cached:
-            cached[label] = lengen_lm(model).window_losses(windows).numpy().tolist()
+            cached[label] = {"long": lengen_lm(model).window_losses(windows).numpy().tolist(),
+                             "near": near_context_losses(model, windows, n).numpy().tolist()}
             folder.save("step2_losses.json", cached)
-        losses[label] = np.asarray(cached[label])
+        losses[label] = np.asarray(cached[label]["long"])
+        near[label] = np.asarray(cached[label]["near"])
     edges = edges_for(n, 8 * n + 1)
     ref = losses["reference"]
     table: dict[str, Any] = {}
     for label, lo in losses.items():
-        rows = ranges_table(lo, edges, seed)
+        rows = ranges_table(lo, edges, seed, near[label])
         gap = range_means(lo, n, 8 * n + 1) - range_means(ref, n, 8 * n + 1)
         table[label] = {"ranges": rows, "rise": rows[-1]["rise"], "rise_ci": rows[-1]["rise_ci"],
                         "gap_to_reference": float(gap.mean()), "gap_ci": bootstrap_ci(gap, seed=seed),
@@ -239,24 +248,38 @@ def step2(models: dict[str, tuple[Any, dict[str, float]]], streams: D.TokenStrea
 
 def step3(model: Any, streams: D.TokenStreams, n: int, plan: Plan, folder: Folder, seed: int,
           progress: bool) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The user's model to 2N as is and with each RoPE scaling; the rise at [N, 2N) is against the
+    unchanged model reading each token's last N tokens, at every ``stride``-th position (cost)."""
     from lengen.check.existing import variant_losses
 
     windows = _samples(streams.validation, plan.existing_windows, 2 * n + 1, seed + 2)
     cached = {k: np.asarray(v) for k, v in (folder.load("step3_losses.json") or {}).items()}
     losses = variant_losses(model, windows, n, progress, cached,
                             save=lambda d: folder.save("step3_losses.json", {k: v.tolist() for k, v in d.items()}))
-    edges = [max(1, n // 2), n, 2 * n + 1]
+    stride = max(1, n // 32)
+    positions = np.arange(n, 2 * n + 1, stride)
+    near = folder.load("step3_near.json")
+    if near is None:
+        lm = hf_lm(model, "", n)
+        rows = torch.stack([windows[:, p - n: p] for p in positions], 1).reshape(-1, n)
+        targets = torch.stack([windows[:, p] for p in positions], 1).reshape(-1)
+        ids = torch.arange(n).expand(rows.shape[0], n)
+        near = (-target_logprob(lm, rows, ids, targets)).view(len(windows), len(positions)).numpy().tolist()
+        folder.save("step3_near.json", near)
+    near_arr = np.asarray(near)
     table = {}
     for variant, lo in losses.items():
-        rows = ranges_table(lo, edges, seed)
-        table[variant] = {"ranges": rows, "rise": rows[-1]["rise"], "rise_ci": rows[-1]["rise_ci"]}
+        rows_t = ranges_table(lo, [max(1, n // 2), n, 2 * n + 1], seed)
+        rise = (lo[:, positions - 1] - near_arr).mean(axis=1)
+        table[variant] = {"ranges": rows_t, "rise": float(rise.mean()), "rise_ci": bootstrap_ci(rise, seed=seed),
+                          "rise_positions": f"{n}..{2 * n} every {stride}"}
     return table, losses
 
 
 def costs(models: dict[str, tuple[Any, dict[str, float]]], n: int, hf_params: int | None) -> dict[str, str]:
     """What each option costs, from the measured training times of the small models and FLOP ratios."""
     out = {}
-    for label, (model, st) in models.items():
+    for label, (_, st) in models.items():
         if st:
             out[label] = (f"{st['train_s']:.0f} s for {st['tokens'] / 1e6:.2f}M tokens at context "
                           f"{8 * n if label == 'reference' else n} (small model, this machine)")

@@ -1,16 +1,20 @@
 """The go / no-go rule of `lengen check`, from the numbers of steps 1-3.
 
 1. **Does the data need context beyond N?** ``far_gain``: the mean log-probability the reference loses
-   when its context is truncated to N tokens (nats per token; step 1's truncation profile). If its
-   interval's lower end exceeds ``FAR_GAIN`` a model trained at N cannot use what the longer inputs
-   hold: **no-go at N**, with the kind of dependence from the sufficiency sets: *sparse* when the p90
-   of the tokens a set holds beyond the local block is at most ``DENSE_TOKENS``, else *dense*.
-2. Otherwise, **does a short-trained model keep its loss at longer inputs?** ``rise``: loss at
-   [4N, 8N) minus loss at [N/2, N) of the same windows (step 2). The baseline (RoPE) holding
+   when its context is truncated to N tokens (nats per token), and ``share_needing_beyond_n``: the share
+   of predictions that lose more than 0.1 nats (step 1's truncation profile). If the lower end of either
+   interval exceeds its threshold (``FAR_GAIN``, ``FAR_SHARE``), a model trained at N cannot use what
+   the longer inputs hold: **no-go at N**, with the kind of dependence from the sufficiency sets of the
+   predictions that need the far context: *sparse* when the median number of tokens their sets hold
+   beyond the local block is at most ``DENSE_TOKENS``, else *dense*.
+2. Otherwise, **does a short-trained model keep its loss at longer inputs?** ``rise``: loss of the
+   tokens at positions [4N, 8N) minus the loss of the same tokens read with only their last N tokens
+   (step 2; what reading the longer input costs, paired token by token). The baseline (RoPE) holding
    (rise <= ``HOLD``) is **go**; else the positional change with the smallest rise that holds is
    **go with change X**; else **no-go** (positional failure).
-3. With the user's model (step 3): the same rise for the model beyond its declared context, as is and
-   with each RoPE scaling; the best one that holds is what to try on that model.
+3. With the user's model (step 3): the rise at [N, 2N) beyond its (declared or stated) context N, as
+   is and with each RoPE scaling, against the unchanged model reading the last N tokens; the best one
+   that holds is what to try on that model.
 
 The thresholds are calibrated on the synthetic corpora (``lengen.check.synthetic``; docs/check.md
 gives the command and the values each corpus produced).
@@ -22,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 FAR_GAIN = 0.05  # nats per token lost by truncating to N: above it the data needs context beyond N
+FAR_SHARE = 0.05  # share of predictions losing > 0.1 nats when truncated to N: above it, the same
 HOLD = 0.05  # nats: a loss rise at the longest evaluated range at most this keeps the loss
 DENSE_TOKENS = 8  # p90 of tokens a sufficiency set holds beyond the local block: above it, dense
 
@@ -42,7 +47,8 @@ class Verdict:
     def to_dict(self) -> dict[str, Any]:
         return {"decision": self.decision, "change": self.change, "headline": self.headline, "reason": self.reason,
                 "numbers": self.numbers, "next_steps": self.next_steps, "step2_agrees": self.step2_agrees,
-                "thresholds": {"far_gain_nats": FAR_GAIN, "hold_nats": HOLD, "dense_tokens": DENSE_TOKENS}}
+                "thresholds": {"far_gain_nats": FAR_GAIN, "far_share": FAR_SHARE, "hold_nats": HOLD,
+                               "dense_tokens": DENSE_TOKENS}}
 
 
 def decide(context: int, step1: dict[str, Any], step2: dict[str, Any], step3: dict[str, Any] | None) -> Verdict:
@@ -65,23 +71,28 @@ def _decide(context: int, step1: dict[str, Any], step2: dict[str, Any]) -> Verdi
     """``step1``: far_gain, far_gain_ci, dense_tokens_p90; ``step2``: {label: {rise, rise_ci, gap_to_reference,
     gap_ci}} with the baseline first."""
     n = context
-    numbers: dict[str, Any] = {"far_gain": step1["far_gain"], "far_gain_ci": step1["far_gain_ci"],
-                               "dense_tokens_p90": step1["dense_tokens_p90"],
-                               "rise": {k: v["rise"] for k, v in step2.items()},
-                               "rise_ci": {k: v["rise_ci"] for k, v in step2.items()}}
+    numbers: dict[str, Any] = {key: step1[key] for key in ("far_gain", "far_gain_ci", "share_needing_beyond_n",
+                                                            "share_needing_beyond_n_ci", "dense_tokens_p90",
+                                                            "needing_tokens_median")}
+    numbers.update({"rise": {k: v["rise"] for k, v in step2.items()},
+                    "rise_ci": {k: v["rise_ci"] for k, v in step2.items()}})
     labels = list(step2)
     baseline = labels[0]
     holds = [lb for lb in labels if step2[lb]["rise"] <= HOLD]
     gaps = {lb: step2[lb]["gap_to_reference"] for lb in labels}
     numbers["gap_to_reference"] = gaps
-    if step1["far_gain_ci"][0] > FAR_GAIN:
-        dense = step1["dense_tokens_p90"] > DENSE_TOKENS
+    if step1["far_gain_ci"][0] > FAR_GAIN or step1["share_needing_beyond_n_ci"][0] > FAR_SHARE:
+        dense = step1["needing_tokens_median"] > DENSE_TOKENS
         kind = "dense" if dense else "sparse"
         v = Verdict("no-go", None,
                     f"the data needs context beyond N = {n}: truncating to {n} tokens costs "
                     f"{step1['far_gain']:.3f} nats per token (95% CI {step1['far_gain_ci'][0]:.3f}-"
-                    f"{step1['far_gain_ci'][1]:.3f}, threshold {FAR_GAIN}); the dependence is {kind} "
-                    f"(p90 {step1['dense_tokens_p90']:g} tokens beyond the local block, threshold {DENSE_TOKENS})",
+                    f"{step1['far_gain_ci'][1]:.3f}, threshold {FAR_GAIN}) and "
+                    f"{step1['share_needing_beyond_n']:.0%} of predictions lose more than 0.1 nats (95% CI "
+                    f"{step1['share_needing_beyond_n_ci'][0]:.0%}-{step1['share_needing_beyond_n_ci'][1]:.0%}, "
+                    f"threshold {FAR_SHARE:.0%}); the dependence is {kind} (median "
+                    f"{step1['needing_tokens_median']:g} tokens beyond the local block in the sufficiency sets of "
+                    f"those predictions, threshold {DENSE_TOKENS})",
                     numbers)
         v.next_steps = (["train or fine-tune at a context that covers the reach (see the reach histogram)",
                          "few far tokens matter: retrieval or position coupling can bring them close"] if not dense else

@@ -26,7 +26,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("check", help="go / no-go for longer inputs on your own data (and model)",
                        description="Will a model trained at context N work on longer inputs of this data? Step 1 "
                                    "measures how much context each prediction needs, step 2 trains small models at "
