@@ -135,6 +135,13 @@ def test_sufficiency_set_finds_the_one_needed_position(distance: int) -> None:
     assert np.allclose(dep.damage_at_reach, 0.0, atol=1e-5)  # the set's reach keeps the prediction
 
 
+def test_position_ranges_double_and_end_at_the_window() -> None:
+    from lengen.check.position_loss import edges_for
+
+    assert edges_for(64, 513) == [32, 64, 128, 256, 513]  # positions 1..512 of windows of 8N + 1 tokens
+    assert edges_for(16, 33) == [8, 16, 33]
+
+
 def test_ladder_is_increasing_and_ends_at_n() -> None:
     assert ladder(40) == [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 40]
     assert ladder(1) == [1]

@@ -131,12 +131,15 @@ def measure(lm: LM, contexts: torch.Tensor, targets: torch.Tensor, cfg: Dependen
     chunk_pos = torch.stack([torch.arange(c - cfg.local - (i + 1) * cfg.chunk, c - cfg.local - i * cfg.chunk)
                              for i in range(n)])  # [n, chunk]
     alone = torch.cat([chunk_pos, local.expand(n, -1)], dim=1)  # [n, chunk + local], sorted
-    lp_alone = run.logprob(contexts.repeat_interleave(n, 0), targets.repeat_interleave(n),
-                           alone.repeat(s, 1)).view(s, n)
+    open_rows = gain > need  # the local block alone is not enough: only these rows need a set
+    ranked = torch.nonzero(open_rows).flatten()
+    lp_alone = torch.zeros(s, n)
+    if len(ranked):
+        lp_alone[ranked] = run.logprob(contexts[ranked].repeat_interleave(n, 0), targets[ranked].repeat_interleave(n),
+                                       alone.repeat(len(ranked), 1)).view(len(ranked), n)
     order = torch.argsort(lp_alone, dim=1, descending=True, stable=True)  # best chunk kept alone first
     k = np.zeros(s, dtype=np.int64)
     farthest = np.full(s, -1, dtype=np.int64)  # index of the farthest chunk in the set
-    open_rows = gain > need  # the local block alone is not enough
     for r in ladder(n):
         idx = torch.nonzero(open_rows).flatten()
         if len(idx) == 0:

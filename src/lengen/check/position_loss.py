@@ -34,12 +34,13 @@ def range_means(losses: np.ndarray, a: int, b: int) -> np.ndarray:
     return np.asarray(losses[:, a - 1: b - 1].mean(axis=1))
 
 
-def edges_for(n: int, longest: int) -> list[int]:
-    """[N/2, N), [N, 2N), [2N, 4N), ... up to ``longest``: the first range is the in-distribution one."""
+def edges_for(n: int, end: int) -> list[int]:
+    """[N/2, N), [N, 2N), [2N, 4N), ..., the last range ending at ``end`` (exclusive) and at least as long
+    as the one before it; the first range is the in-distribution one."""
     edges = [max(1, n // 2), n]
-    while edges[-1] < longest:
-        edges.append(min(2 * edges[-1], longest))
-    return edges
+    while edges[-1] * 2 < end - 1:
+        edges.append(edges[-1] * 2)
+    return edges + [end]
 
 
 def ranges_table(losses: np.ndarray, edges: list[int], seed: int = 0,

@@ -25,7 +25,7 @@ def _png(fig: Any) -> bytes:
 
 
 def figures(summary: dict[str, Any], dep: Dependence, losses2: dict[str, np.ndarray],
-            losses3: dict[str, np.ndarray]) -> dict[str, bytes]:
+            near2: dict[str, np.ndarray], losses3: dict[str, np.ndarray]) -> dict[str, bytes]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -48,16 +48,23 @@ def figures(summary: dict[str, Any], dep: Dependence, losses2: dict[str, np.ndar
     b.set(xlabel="reach of the sufficiency set (tokens)", ylabel="tokens", title="Step 1: how far back")
     out["step1_dependence.png"] = _png(fig)
 
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.6))
     for label, lo in losses2.items():
-        xs, ys = curve(lo)
-        ax.plot(xs, ys, label=label, lw=2 if label == "reference" else 1.2, ls="--" if label == "reference" else "-")
-    for m in (n, 2 * n, 4 * n):
-        ax.axvline(m, color="grey", ls=":", lw=0.8)
-    ax.set_xscale("log", base=2)
-    ax.set(xlabel="position (tokens of context)", ylabel="loss (nats)",
-           title=f"Step 2: trained at N = {n}, evaluated to 8N (reference: trained at 8N)")
-    ax.legend(fontsize=8)
+        xs, ys = curve(lo, 16)
+        a.plot(xs, ys, label=label, lw=2 if label == "reference" else 1.2, ls="--" if label == "reference" else "-")
+        if label != "reference":
+            xs, ys = curve(lo - near2[label], 16)
+            b.plot(xs, ys, label=label)
+    for ax in (a, b):
+        for m in (n, 2 * n, 4 * n):
+            ax.axvline(m, color="grey", ls=":", lw=0.8)
+        ax.set_xscale("log", base=2)
+        ax.legend(fontsize=8)
+    a.set(xlabel="position (tokens of context)", ylabel="loss (nats)",
+          title=f"Step 2: loss, trained at N = {n} (reference: at 8N)")
+    b.axhline(0, color="black", lw=0.6)
+    b.set(xlabel="position (tokens of context)", ylabel="nats",
+          title="rise: loss minus loss of the same tokens read with their last N")
     out["step2_loss_by_position.png"] = _png(fig)
 
     if losses3:
@@ -81,8 +88,8 @@ def _fmt(x: Any) -> str:
 
 
 def write_report(out: Path, summary: dict[str, Any], dep: Dependence, losses2: dict[str, np.ndarray],
-                 losses3: dict[str, np.ndarray]) -> Path:
-    figs = figures(summary, dep, losses2, losses3)
+                 near2: dict[str, np.ndarray], losses3: dict[str, np.ndarray]) -> Path:
+    figs = figures(summary, dep, losses2, near2, losses3)
     for name, data in figs.items():
         atomic_write_bytes(out / name, data)
     e = html.escape

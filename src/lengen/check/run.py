@@ -219,7 +219,7 @@ def _train_all(streams: D.TokenStreams, vocab: int, n: int, plan: Plan, folder: 
 
 
 def step2(models: dict[str, tuple[Any, dict[str, float]]], streams: D.TokenStreams, n: int, plan: Plan,
-          folder: Folder, seed: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+          folder: Folder, seed: int) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Loss by position to 8N of every model, and of the same tokens read with their last N only."""
     from lengen.text.length_eval import near_context_losses
 
@@ -243,7 +243,7 @@ def step2(models: dict[str, tuple[Any, dict[str, float]]], streams: D.TokenStrea
         table[label] = {"ranges": rows, "rise": rows[-1]["rise"], "rise_ci": rows[-1]["rise_ci"],
                         "gap_to_reference": float(gap.mean()), "gap_ci": bootstrap_ci(gap, seed=seed),
                         "train": models[label][1]}
-    return table, losses
+    return table, losses, near
 
 
 def step3(model: Any, streams: D.TokenStreams, n: int, plan: Plan, folder: Folder, seed: int,
@@ -324,7 +324,7 @@ def run_check(s: CheckSettings, out: Path, progress: bool = True, plan: Plan | N
     else:
         dep, s1 = step1(lengen_lm(models["reference"][0], context=8 * n), small, n, plan, folder, s.seed, progress)
         s1["model"] = "lengen reference (RoPE, trained on this data at 8N)"
-    s2, losses2 = step2(models, small, n, plan, folder, s.seed)
+    s2, losses2, near2 = step2(models, small, n, plan, folder, s.seed)
     s3, losses3 = (step3(hf, streams, n, plan, folder, s.seed, progress) if hf is not None else (None, {}))
     steps2 = {k: v for k, v in s2.items() if k != "reference"}
     verdict = decide(n, s1, steps2, s3)
@@ -339,6 +339,6 @@ def run_check(s: CheckSettings, out: Path, progress: bool = True, plan: Plan | N
     }
     from lengen.check.report import write_report
 
-    write_report(folder.out, summary, dep, losses2, losses3)
+    write_report(folder.out, summary, dep, losses2, near2, losses3)
     folder.save("summary.json", summary)
     return summary
