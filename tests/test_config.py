@@ -1,5 +1,7 @@
+
 """Configuration errors are caught up front, each as one line that names the problem."""
 
+import numpy as np
 import pytest
 from helpers import tiny_experiment
 
@@ -89,5 +91,38 @@ def test_a_task_version_bump_retrains_old_cells_and_rebuilds_their_task():
     assert old.build_task().id_layout == "legacy" and old.build_eval_task().id_layout == "legacy"
     assert Cell.from_dict(cell.to_dict()).key == cell.key  # a round trip keeps the key
     # tasks whose version is 0 keep the keys they had before versions existed
-    sparse = parse_experiment(tiny_experiment()).cells()[0]
-    assert "task_version" not in sparse.canonical()
+    copy_cell = parse_experiment({**{k: v for k, v in tiny_experiment().items() if k != "grid"}, "task": "copy",
+                                  "task_args": {}}).cells()[0]
+    assert "task_version" not in copy_cell.canonical()
+
+
+def test_protocol_0_cells_keep_their_keys_and_rebuild_the_old_protocol():
+    cell = parse_experiment(tiny_experiment()).cells()[0]
+    assert cell.protocol == 1 and cell.canonical()["protocol"] == 1
+    saved = cell.to_dict()
+    del saved["protocol"]
+    for key in ("stop_on", "select", "stop_samples", "curve_every", "curve_multiples", "curve_samples"):
+        del saved["train"][key]
+    for key in ("grid", "learned_bar", "l_star_level"):
+        del saved["eval"][key]
+    old = Cell.from_dict(saved)
+    # protocol 0: stopped on the training mixture, kept the last weights, no curves; another key
+    assert old.protocol == 0 and (old.train.stop_on, old.train.select, old.train.curve_every) == ("mixture", "last", 0)
+    assert "protocol" not in old.canonical() and "stop_on" not in old.canonical()["train"]
+    assert old.key != cell.key
+    assert Cell.from_dict(cell.to_dict()).key == cell.key
+
+
+def test_sparse_parity_names_k_in_the_query_when_k_varies():
+    from lengen.tasks import make_task
+
+    task = make_task("sparse_parity", k=4, k_min=1)
+    batch = task.sample(np.random.default_rng(0), 256, 12)
+    planted = (batch.dependencies[:, 0, :] >= 0).sum(1)
+    query = batch.tokens[:, 12] - task.query_token
+    assert bool((query == planted - 1).all())  # ?k for a sample with k planted bits
+    fixed = make_task("sparse_parity", k=2, k_tokens=4)  # the same vocabulary, k fixed at 2 for evaluation
+    assert fixed.vocab_size == task.vocab_size
+    assert bool((fixed.sample(np.random.default_rng(1), 8, 12).tokens[:, 12] == task.query_token + 1).all())
+    # version 0 (one query token for every k) is rebuilt for cells made before the change
+    assert make_task("sparse_parity", k=4, k_min=1, k_tokens=0).vocab_size == task.vocab_size - 3

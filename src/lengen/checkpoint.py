@@ -20,6 +20,7 @@ from lengen.errors import LengenError
 from lengen.io import atomic_write_json
 
 MODEL_FILE, OPTIM_FILE, STATE_FILE = "model.safetensors", "optimizer.safetensors", "state.json"
+BEST_FILE = "best.safetensors"  # the weights model selection kept (lengen.train.Selection), if any
 
 
 def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -28,13 +29,15 @@ def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
-                    state: dict[str, Any]) -> None:
+                    state: dict[str, Any], best: dict[str, torch.Tensor] | None = None) -> None:
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     old = path.with_name(path.name + ".old")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     save_file(_weights(model), str(tmp / MODEL_FILE))
+    if best is not None:
+        save_file({k: v.contiguous() for k, v in best.items()}, str(tmp / BEST_FILE))
     if optimizer is not None:
         opt = optimizer.state_dict()
         tensors = {f"{i}.{name}": t.detach().cpu().contiguous()
@@ -77,6 +80,16 @@ def load_weights(path: Path, model: torch.nn.Module) -> None:
                           f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
 
 
+def load_best(path: Path) -> dict[str, torch.Tensor] | None:
+    """The selected weights stored with a checkpoint (None when it has none)."""
+    if not (Path(path) / BEST_FILE).is_file():
+        return None
+    try:
+        return load_file(str(Path(path) / BEST_FILE))
+    except (OSError, SafetensorError) as e:
+        raise LengenError(f"checkpoint {path}: unreadable {BEST_FILE} ({e})") from None
+
+
 def load_optimizer(path: Path, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
     try:
         tensors = load_file(str(Path(path) / OPTIM_FILE))
@@ -117,5 +130,8 @@ def load_model(path: str | Path) -> LoadedModel:
     cell.model.vocab_size = task.vocab_size
     model = Transformer(cell.model)
     load_weights(found, model)
+    best = load_best(found) if state.get("finished") else None
+    if best is not None:  # a finished run's model is the one selection kept
+        model.load_state_dict(best)
     model.eval()
     return LoadedModel(model=model, task=task, cell=cell, step=int(state.get("step", 0)))

@@ -34,6 +34,15 @@ from lengen.tasks import TASKS, Task, make_task
 
 IDS = ("plain", "coupled")
 EVAL_MODES = ("auto", "teacher", "generate")
+STOP_ON = ("target", "mixture")
+SELECT = ("best", "last")
+# Version of the training protocol. 1: stop and select on held-out target samples, learned flags, L*,
+# curves (lengen.monitor). Cells saved without one (0) stopped on the training mixture and kept the
+# last weights; they keep their keys and are rebuilt with those settings.
+PROTOCOL = 1
+LEGACY_TRAIN = {"stop_on": "mixture", "select": "last", "curve_every": 0}
+NEW_TRAIN_KEYS = ("stop_on", "select", "stop_samples", "curve_every", "curve_multiples", "curve_samples")
+NEW_EVAL_KEYS = ("grid", "learned_bar", "l_star_level")
 
 
 @dataclass
@@ -62,6 +71,14 @@ class TrainConfig:
     # ids are shifted by random skips so that ids up to pose_target_length - 1 are seen (None: off)
     pose_target_length: int | None = None
     pose_chunks: int = 2
+    # the protocol (lengen.monitor): stop on held-out samples of the target distribution (each
+    # eval.grid setting at max_len), not on the training mixture; keep the best-scoring weights
+    stop_on: str = "target"  # target | mixture (the training batches: how cells of protocol 0 stopped)
+    select: str = "best"  # best: the weights with the best held-out target score; last: the final ones
+    stop_samples: int = 256  # held-out samples per target setting for stopping and selection
+    curve_every: int = 500  # steps between held-out scores at curve_multiples x max_len (0: no curves)
+    curve_multiples: list[int] = field(default_factory=lambda: [2, 4, 8])
+    curve_samples: int = 128
 
     def validate(self) -> None:
         for name in ("steps", "batch_size", "check_every", "checkpoint_every", "min_len", "max_len"):
@@ -85,9 +102,31 @@ class TrainConfig:
             raise ConfigError(f"train: device must be auto, cpu or cuda, got {self.device!r}")
         if self.pose_chunks < 1:
             raise ConfigError(f"train: pose_chunks must be >= 1, got {self.pose_chunks}")
+        if self.stop_on not in STOP_ON:
+            raise ConfigError(f"train: stop_on must be one of {', '.join(STOP_ON)}, got {self.stop_on!r}")
+        if self.select not in SELECT:
+            raise ConfigError(f"train: select must be one of {', '.join(SELECT)}, got {self.select!r}")
+        if self.stop_samples < 1 or self.curve_samples < 1 or self.curve_every < 0:
+            raise ConfigError("train: stop_samples and curve_samples must be >= 1 and curve_every >= 0")
+        if any(not isinstance(m, int) or m < 1 for m in self.curve_multiples):
+            raise ConfigError(f"train: curve_multiples must be positive integers, got {self.curve_multiples}")
         if self.pose_target_length is not None and self.pose_target_length < self.max_len:
             raise ConfigError(f"train: pose_target_length ({self.pose_target_length}) must be at least "
                               f"max_len ({self.max_len})")
+
+
+def length_range(spec: dict[str, Any]) -> list[int]:
+    """``{from: 24, to: 320, step: 8}`` -> [24, 32, ..., 320]: a fine grid, so that L* is not quantised
+    to powers of two."""
+    keys = {"from", "to", "step"}
+    if set(spec) != keys or not all(isinstance(spec[k], int) and not isinstance(spec[k], bool) for k in keys):
+        raise ConfigError(f"eval: lengths must be a list of integers or a mapping {{from, to, step}} of integers, "
+                          f"got {str(spec)[:80]}")
+    if spec["step"] < 1 or spec["from"] < 1 or spec["to"] < spec["from"]:
+        raise ConfigError(f"eval: lengths {{from, to, step}} needs 1 <= from <= to and step >= 1, got {spec}")
+    if (spec["to"] - spec["from"]) // spec["step"] >= 10_000:
+        raise ConfigError(f"eval: lengths {spec} has more than 10000 lengths")
+    return list(range(spec["from"], spec["to"] + 1, spec["step"]))
 
 
 @dataclass
@@ -102,6 +141,16 @@ class EvalConfig:
     # with multi-token answers, teacher otherwise
     mode: str = "auto"
     restrict_ids: bool = True  # PPC decoding: only ids that occur in the prompt may be predicted
+    # task settings each model is scored at, e.g. {k: [1, 2, 4, 8]} for one model trained on a range of
+    # k: every setting gets its own rows, its own learned flag and L*, and is a target of the stopping rule
+    grid: dict[str, list[Any]] = field(default_factory=dict)
+    learned_bar: float = 0.95  # "learned": exact match at the longest training length reaches this
+    # L*: the longest evaluated length up to which every length scores >= chance + l_star_level (1 - chance)
+    l_star_level: float = 0.8
+
+    def __post_init__(self) -> None:
+        if isinstance(self.lengths, dict):
+            self.lengths = length_range(self.lengths)
 
     def validate(self) -> None:
         if self.mode not in EVAL_MODES:
@@ -112,6 +161,12 @@ class EvalConfig:
             raise ConfigError(f"eval: every length must be >= 1, got {self.lengths}")
         if self.samples < 1:
             raise ConfigError(f"eval: samples must be >= 1, got {self.samples}")
+        if not 0 < self.learned_bar <= 1 or not 0 < self.l_star_level <= 1:
+            raise ConfigError(f"eval: learned_bar and l_star_level must be in (0, 1], got {self.learned_bar}, "
+                              f"{self.l_star_level}")
+        for key, values in self.grid.items():
+            if not isinstance(values, list) or not values:
+                raise ConfigError(f"eval: grid.{key} must be a non-empty list, got {values!r}")
 
 
 @dataclass
@@ -144,6 +199,7 @@ class Cell:
     eval: EvalConfig
     # the task's version when the cell was made (``Task.version``); cells saved without one are 0
     task_version: int | None = None
+    protocol: int = PROTOCOL  # the training protocol's version (see PROTOCOL)
 
     def __post_init__(self) -> None:
         if self.task_version is None:
@@ -159,6 +215,12 @@ class Cell:
             d[section] = {k: v for k, v in d[section].items() if k not in base or base[k] != v}
         if not d["task_version"]:
             del d["task_version"]  # version 0 leaves the keys of cells made before versions existed
+        if not d["protocol"]:  # protocol 0: the keys of cells made before the protocol existed
+            del d["protocol"]
+            for key in NEW_TRAIN_KEYS:
+                d["train"].pop(key, None)
+            for key in NEW_EVAL_KEYS:
+                d["eval"].pop(key, None)
         return d
 
     @property
@@ -175,8 +237,10 @@ class Cell:
     def build_task(self) -> Task:
         return make_task(self.task, **{**self._legacy_args(), **self.task_args})
 
-    def build_eval_task(self) -> Task:
-        return make_task(self.task, **{**self._legacy_args(), **self.task_args, **self.eval.task_args})
+    def build_eval_task(self, setting: dict[str, Any] | None = None) -> Task:
+        """The task the model is scored on: ``eval.task_args`` and one ``eval.grid`` setting applied."""
+        return make_task(self.task, **{**self._legacy_args(), **self.task_args, **self.eval.task_args,
+                                       **(setting or {})})
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -190,10 +254,13 @@ class Cell:
             "train": dataclasses.asdict(self.train),
             "eval": dataclasses.asdict(self.eval),
             "task_version": self.task_version,
+            "protocol": self.protocol,
         }
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> Cell:
+        protocol = d.get("protocol", 0)
+        legacy = LEGACY_TRAIN if protocol == 0 else {}
         return Cell(
             experiment=d["experiment"],
             task=d["task"],
@@ -202,9 +269,10 @@ class Cell:
             scheme=SchemeSpec(**d["scheme"]),
             seed=d["seed"],
             model=ModelConfig(**d["model"]),
-            train=TrainConfig(**d["train"]),
+            train=TrainConfig(**{**legacy, **d["train"]}),
             eval=EvalConfig(**d["eval"]),
             task_version=d.get("task_version", 0),
+            protocol=protocol,
         )
 
 
@@ -276,6 +344,9 @@ class ExperimentConfig:
     workers: int | None = None  # parallel worker processes (None: one per core)
     tasks: list[TaskSpec] = field(default_factory=list)  # several tasks in one experiment (then ``task`` is unused)
     language: LanguageConfig | None = None  # the analysis after the cells (text experiments)
+    # fit the idealized sparse learner (lengen.idealized) on this many training samples per task setting
+    # and seed, and report it as scheme "idealized" beside the transformers (None: not at all)
+    idealized: int | None = None
 
     def task_specs(self) -> list[TaskSpec]:
         return self.tasks or [TaskSpec(self.task, self.task_args)]
@@ -319,11 +390,12 @@ class ExperimentConfig:
             "workers": self.workers,
             **({"tasks": [dataclasses.asdict(t) for t in self.tasks]} if self.tasks else {}),
             **({"language": dataclasses.asdict(self.language)} if self.language else {}),
+            **({"idealized": self.idealized} if self.idealized is not None else {}),
         }
 
 
 TOP_KEYS = {"experiment", "description", "task", "task_args", "grid", "schemes", "seeds", "model", "train",
-            "eval", "workers", "tasks", "language", "quick"}
+            "eval", "workers", "tasks", "language", "quick", "idealized"}
 
 
 def _section(cls: type, raw: Any, where: str) -> Any:
@@ -405,7 +477,11 @@ def parse_experiment(raw: Any, source: str = "experiment") -> ExperimentConfig:
     workers = raw.get("workers")
     if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
         raise ConfigError(f"{source}: workers must be a positive integer, got {workers!r}")
+    idealized = raw.get("idealized")
+    if idealized is not None and (not isinstance(idealized, int) or isinstance(idealized, bool) or idealized < 1):
+        raise ConfigError(f"{source}: idealized must be a positive number of training samples, got {str(idealized)[:40]}")
     cfg = ExperimentConfig(
+        idealized=idealized,
         experiment=str(raw.get("experiment", "experiment")),
         description=str(raw.get("description", "")),
         task=raw["task"] if not tasks else tasks[0].task,
@@ -471,13 +547,18 @@ def validate_experiment(cfg: ExperimentConfig) -> None:
                 f"{cell.task} {cell.grid_values or cell.task_args}: train.min_len = {cell.train.min_len} is shorter "
                 f"than the task needs ({task.min_length()}; e.g. k larger than the length)"
             )
-        eval_task = cell.build_eval_task()
-        if eval_task.vocab_size != task.vocab_size:
-            raise ConfigError(f"eval.task_args {cell.eval.task_args} change the vocabulary; the model could not read it")
-        short = [n for n in cell.eval.lengths if n < eval_task.min_length()]
-        if short:
-            raise ConfigError(f"{cell.task} {cell.grid_values}: eval lengths {short} are shorter than the task "
-                              f"needs ({task.min_length()})")
+        for setting in eval_settings(cell):
+            eval_task = cell.build_eval_task(setting)
+            if eval_task.vocab_size != task.vocab_size:
+                raise ConfigError(f"eval.task_args {cell.eval.task_args} {setting or ''} change the vocabulary "
+                                  f"({task.vocab_size} -> {eval_task.vocab_size}); the model could not read it")
+            short = [n for n in cell.eval.lengths if n < eval_task.min_length()]
+            if short:
+                raise ConfigError(f"{cell.task} {cell.grid_values} {setting or ''}: eval lengths {short} are shorter "
+                                  f"than the task needs ({eval_task.min_length()})")
+            if cell.train.max_len < eval_task.min_length():
+                raise ConfigError(f"{cell.task} {setting}: train.max_len {cell.train.max_len} is shorter than the "
+                                  f"evaluation task needs ({eval_task.min_length()})")
         cell.model.vocab_size = task.vocab_size
         cell.model.validate()
         scheme = make_scheme(cell.scheme.position, Dims(cell.model.d_model, cell.model.n_heads),
@@ -490,6 +571,12 @@ def validate_experiment(cfg: ExperimentConfig) -> None:
         if limit is not None and cell.train.pose_target_length is not None and cell.train.pose_target_length > limit:
             raise ConfigError(f"scheme {cell.scheme.label}: train.pose_target_length {cell.train.pose_target_length} "
                               f"is beyond its max_position {limit}")
+
+
+def eval_settings(cell: Cell) -> list[dict[str, Any]]:
+    """The evaluation task settings of a cell: the cartesian product of ``eval.grid`` ({} without one)."""
+    keys = list(cell.eval.grid)
+    return [dict(zip(keys, values, strict=True)) for values in itertools.product(*(cell.eval.grid[k] for k in keys))]
 
 
 def merge_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

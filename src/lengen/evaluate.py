@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from lengen.answers import answer_logits, model_ids
 from lengen.errors import LengenError
 from lengen.generate import generate
 from lengen.model import Transformer
 from lengen.tasks import Batch, Task
-from lengen.train import answer_logits, model_ids
 
 
 def eval_batch_size(seq_len: int, n_heads: int, samples: int, vocab: int = 0) -> int:

@@ -39,30 +39,19 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from lengen.config import Cell, ExperimentConfig
+from lengen.config import Cell, ExperimentConfig, eval_settings
 from lengen.errors import LengenError
 from lengen.evaluate import evaluate
+from lengen.idealized import idealized_rows
 from lengen.io import atomic_write_json, atomic_write_text, ensure_writable_dir
 from lengen.report.plots import plot_accuracy_vs_length
 from lengen.report.results import format_table, write_csv
+from lengen.rows import cell_rows, with_protocol_columns
 from lengen.train import train
 
 ROWS_FILE = "rows.json"
-
-
-def cell_rows(cell: Cell, results: list[dict[str, Any]], train_info: dict[str, Any]) -> list[dict[str, Any]]:
-    base = {
-        "experiment": cell.experiment,
-        "task": cell.task,
-        "scheme": cell.scheme.label,
-        "k": cell.task_args.get("k"),
-        "window": cell.task_args.get("window"),
-        "seed": cell.seed,
-        "train_min_len": cell.train.min_len,
-        "train_max_len": cell.train.max_len,
-    }
-    extra = {k: v for k, v in cell.grid_values.items() if k not in base}
-    return [{**base, **r, **extra, **train_info} for r in results]
+METRICS_FILE = "metrics.csv"
+IDEALIZED = "idealized"  # folder of the idealized learner's rows
 
 
 def read_rows(cell_dir: Path) -> list[dict[str, Any]] | None:
@@ -106,19 +95,46 @@ def run_cell(cell: Cell, cell_dir: Path, progress: bool = True, threads: int | N
         return rows
     atomic_write_json(cell_dir / "cell.json", cell.to_dict())
     result = train(cell, out_dir=cell_dir, resume=True, progress=progress)
+    write_metrics(cell_dir / METRICS_FILE, result.history)
     start = time.perf_counter()
-    task = cell.build_eval_task()
-    results = evaluate(result.model, task, cell.eval.lengths, cell.eval.samples, cell.eval.seed, cell.train.ids,
-                       cell.eval.mode, cell.eval.restrict_ids)
-    rows = cell_rows(cell, results, {
+    info = {
         "train_steps": result.steps,
         "train_accuracy": round(result.train_accuracy, 5),
         "stopped_early": result.stopped_early,
         "train_wall_s": round(result.wall_s, 1),
-        "eval_wall_s": round(time.perf_counter() - start, 1),
-    })
+    }
+    if cell.protocol:
+        info["selected_step"] = result.selected_step if result.selected_step is not None else result.steps
+    rows = []
+    for setting in eval_settings(cell):
+        task = cell.build_eval_task(setting)
+        # the longest training length is always scored: it decides the learned flag
+        lengths = sorted(set(cell.eval.lengths) | ({cell.train.max_len} if cell.protocol else set()))
+        results = evaluate(result.model, task, lengths, cell.eval.samples, cell.eval.seed, cell.train.ids,
+                           cell.eval.mode, cell.eval.restrict_ids)
+        if cell.protocol:
+            results = with_protocol_columns(cell, task, results)
+        rows += [{**row, **setting} for row in cell_rows(cell, results, info)]
+    for row in rows:
+        row["eval_wall_s"] = round(time.perf_counter() - start, 1)
     atomic_write_json(cell_dir / ROWS_FILE, rows)
     return rows
+
+
+def write_metrics(path: Path, history: list[dict[str, Any]]) -> None:
+    """A cell's training curves as a tidy CSV: one row per (step, metric, setting, eval_len)."""
+    rows: list[dict[str, Any]] = []
+    for h in history:
+        for metric in ("loss", "accuracy", "lr"):
+            if metric in h:
+                rows.append({"step": h["step"], "metric": "train_" + metric if metric != "lr" else "lr",
+                             "setting": "", "eval_len": "", "value": h[metric]})
+        for setting, value in h.get("target", {}).items():
+            rows.append({"step": h["step"], "metric": "target_exact", "setting": setting, "eval_len": "",
+                         "value": value})
+        for setting, length, value in h.get("curves", []):
+            rows.append({"step": h["step"], "metric": "exact", "setting": setting, "eval_len": length, "value": value})
+    write_csv(path, rows, first=["step", "metric", "setting", "eval_len", "value"])
 
 
 @dataclass(frozen=True)
@@ -277,6 +293,13 @@ def run_experiment(cfg: ExperimentConfig, out_dir: Path, workers: int | None = N
     rows = [r for k in keys for r in finished[k]]
     if not rows:
         raise LengenError("the experiment produced no results")
+    if cfg.idealized is not None:  # the theory's learner beside the transformers, cached like a cell
+        ideal = read_rows(out_dir / IDEALIZED)
+        if ideal is None:
+            ideal = idealized_rows(cells, cfg.idealized)
+            atomic_write_json(out_dir / IDEALIZED / ROWS_FILE, ideal)
+        rows += ideal
+        write_results(cfg, out_dir, rows)
     if cfg.language is not None:  # after every cell: it compares all models on the same tokens
         from lengen.text.analysis import run_language_analysis
 

@@ -17,16 +17,30 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
-from lengen.checkpoint import find_checkpoint, load_optimizer, load_weights, read_state, save_checkpoint
+from lengen.answers import (  # noqa: F401
+    answer_logits,
+    answer_loss,
+    answer_outputs,
+    model_ids,
+    next_position_targets,
+    pointer_loss,
+)
+from lengen.checkpoint import (
+    find_checkpoint,
+    load_best,
+    load_optimizer,
+    load_weights,
+    read_state,
+    save_checkpoint,
+)
 from lengen.config import Cell
 from lengen.distributed import data_split
 from lengen.errors import LengenError, TrainingDiverged
 from lengen.model import Transformer
+from lengen.monitor import TargetMonitor
 from lengen.positions.pose import pose_ids
-from lengen.tasks import Batch
 
 
 def same_configuration(saved: Any, cell: Cell) -> bool:
@@ -45,72 +59,6 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def model_ids(batch: Batch, which: str) -> torch.Tensor:
-    """The position ids the model consumes: plain 0..T-1, or the task's coupled ids."""
-    if which == "coupled":
-        if batch.coupled_ids is None:
-            raise LengenError("train.ids is 'coupled' but this task defines no coupled ids")
-        return batch.coupled_ids
-    return batch.position_ids
-
-
-def answer_logits(model: Transformer, batch: Batch, ids: torch.Tensor) -> torch.Tensor:
-    """Logits at the answer positions only, [B, A, vocab] (the LM head runs on those rows alone)."""
-    return answer_outputs(model, batch, ids)[0]
-
-
-def answer_outputs(model: Transformer, batch: Batch,
-                   ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Token logits [B, A, vocab] and PPC position scores (or None) at the answer positions.
-
-    Only the answer rows go through the heads; a pointer head scores the prompt's tokens.
-    """
-    hidden = model.hidden(batch.tokens, ids)
-    index = batch.answer_index[:, :, None].expand(-1, -1, hidden.shape[-1])
-    rows = torch.gather(hidden, 1, index)
-    p = batch.prompt_length
-    memory = model.pointer_memory(hidden[:, :p], batch.tokens[:, :p]) if model.pointer else hidden[:, :p]
-    logits, scores = model.answer_outputs(rows, torch.gather(ids, 1, batch.answer_index), memory, ids[:, :p])
-    return logits.float(), None if scores is None else scores.float()
-
-
-def pointer_loss(scores: torch.Tensor, prompt_ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Pointer PPC loss: -log of the total probability of the prompt tokens whose id is the target id.
-
-    ``scores`` [B, A, P], ``prompt_ids`` [B, P], ``targets`` [B, A]. Rows whose target id occurs in no
-    prompt token are left out (none in the symbol tasks: every output shares an input's or the end id).
-    """
-    match = prompt_ids[:, None, :] == targets[:, :, None]
-    hit = match.any(-1)
-    total = torch.logsumexp(scores, -1)
-    good = torch.logsumexp(scores.masked_fill(~match, -1e9), -1)  # finite: no NaN gradient on rows left out
-    return torch.where(hit, total - good, torch.zeros_like(total)).sum() / hit.sum().clamp(min=1)
-
-
-def next_position_targets(batch: Batch, ids: torch.Tensor) -> torch.Tensor:
-    """PPC targets: the (prepared) position id of the token after each answer position, [B, A]."""
-    return torch.gather(ids, 1, batch.answer_index + 1)
-
-
-def answer_loss(model: Transformer, batch: Batch, ids: torch.Tensor,
-                position_weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Cross-entropy on all answer tokens; returns (loss, correct count, scored count), no host sync.
-
-    With a position head (PPC), ``position_weight`` times the cross-entropy of the next token's
-    position id at the same answer positions is added.
-    """
-    logits, scores = answer_outputs(model, batch, ids)
-    targets = batch.answers()
-    loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
-    if scores is not None and position_weight > 0:
-        pos_targets = next_position_targets(batch, ids)
-        pos_loss = pointer_loss(scores, ids[:, :batch.prompt_length], pos_targets) if model.pointer else \
-            F.cross_entropy(scores.flatten(0, 1), pos_targets.flatten())
-        loss = loss + position_weight * pos_loss
-    correct = (logits.argmax(-1) == targets).sum()
-    return loss, correct, int(targets.numel())
-
-
 def lr_at(step: int, cfg: Any) -> float:
     """Linear warmup to ``lr``, then cosine decay to 10% of it at the end of the step budget."""
     if step < cfg.warmup:
@@ -123,10 +71,12 @@ def lr_at(step: int, cfg: Any) -> float:
 class TrainResult:
     model: Transformer
     steps: int  # optimizer steps taken in total
-    train_accuracy: float  # answer accuracy over the last check window
+    train_accuracy: float  # answer accuracy over the last check window (the training mixture)
     stopped_early: bool  # reached target_accuracy before the step budget
     wall_s: float
-    history: list[dict[str, float]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    selected_step: int | None = None  # the step whose weights were kept (select: best); None: the last
+    target_scores: dict[str, float] = field(default_factory=dict)  # held-out target score per setting there
 
 
 def _rng_state(rng: np.random.Generator, gen: torch.Generator) -> dict[str, Any]:
@@ -166,6 +116,7 @@ def train(cell: Cell, out_dir: Path | None = None, resume: bool = False, progres
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98),
                                   foreach=True)  # CPU default is a loop over tensors; same numbers, 1.7x faster
     step, history, elapsed = 0, [], 0.0
+    best: dict[str, torch.Tensor] | None = None
     partial = [0.0, 0.0, 0]  # loss sum, correct count, scored count of the unfinished check window
     ckpt_dir = None if out_dir is None else Path(out_dir) / "checkpoint"
     if resume and ckpt_dir is not None and (found := find_checkpoint(ckpt_dir)) is not None:
@@ -176,10 +127,16 @@ def train(cell: Cell, out_dir: Path | None = None, resume: bool = False, progres
         load_optimizer(found, optimizer, state)
         _restore_rng(state["rng"], rng, gen)
         step, history, elapsed, partial = state["step"], state["history"], state["wall_s"], state["window"]
+        best = load_best(found)
         if state.get("finished"):
+            if best is not None:
+                model.load_state_dict(best)
             model.eval()
-            return TrainResult(model, step, state["train_accuracy"], state["stopped_early"], elapsed, history)
+            return TrainResult(model, step, state["train_accuracy"], state["stopped_early"], elapsed, history,
+                               state.get("selected_step"), state.get("target_scores", {}))
     model.to(device)
+    monitor = TargetMonitor(cell, model, device) if cfg.stop_on == "target" or cfg.curve_every else None
+    selection = Selection.from_history(history, best)
     split = data_split(cfg.batch_size)  # None unless run under torchrun (lengen.ddp)
     step_loss = answer_loss if split is None else split.wrap(model, answer_loss)
     if cfg.compile:  # dynamic: one compilation covers every training length
@@ -200,7 +157,8 @@ def train(cell: Cell, out_dir: Path | None = None, resume: bool = False, progres
             "window": [float(loss_sum), float(correct_sum), scored],
             "wall_s": elapsed + time.perf_counter() - start,
             "finished": finished, "train_accuracy": accuracy, "stopped_early": stopped,
-        })
+            "selected_step": selection.step, "target_scores": selection.scores,
+        }, best=selection.weights)
 
     model.train()
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, leave=False, dynamic_ncols=True,
@@ -239,13 +197,26 @@ def train(cell: Cell, out_dir: Path | None = None, resume: bool = False, progres
             if not math.isfinite(mean_loss):
                 raise TrainingDiverged(f"loss became {mean_loss} by step {step} (lr {lr_at(step - 1, cfg):.2g}); "
                                        f"lower train.lr or raise train.warmup")
-            history.append({"step": step, "loss": mean_loss, "accuracy": accuracy})
-            bar.set_postfix(loss=f"{mean_loss:.3f}", acc=f"{accuracy:.3f}")
+            entry: dict[str, Any] = {"step": step, "loss": mean_loss, "accuracy": accuracy, "lr": lr_at(step - 1, cfg)}
+            stop_score = accuracy
+            if monitor is not None:
+                entry["target"] = monitor.target(model)
+                stop_score = min(entry["target"].values())
+                if cfg.select == "best":
+                    selection.offer(step, entry["target"], model)
+                if cfg.curve_every and step % cfg.curve_every == 0:
+                    entry["curves"] = monitor.curves(model)
+            if cfg.stop_on == "mixture":
+                stop_score = accuracy
+            history.append(entry)
+            bar.set_postfix(loss=f"{mean_loss:.3f}", acc=f"{accuracy:.3f}", target=f"{stop_score:.3f}")
             loss_sum.zero_()
             correct_sum.zero_()
             scored = 0
-            if cfg.target_accuracy is not None and accuracy >= cfg.target_accuracy:
+            if cfg.target_accuracy is not None and stop_score >= cfg.target_accuracy:
                 stopped = step < cfg.steps
+                if monitor is not None and cfg.curve_every and "curves" not in entry:
+                    entry["curves"] = monitor.curves(model)  # where early stopping lands, on the curves
                 break
         if step % cfg.checkpoint_every == 0 and step < cfg.steps:
             checkpoint(False)
@@ -254,9 +225,46 @@ def train(cell: Cell, out_dir: Path | None = None, resume: bool = False, progres
             checkpoint(False)
             raise KeyboardInterrupt
     bar.close()
+    if monitor is not None and cfg.curve_every and history and "curves" not in history[-1]:
+        history[-1]["curves"] = monitor.curves(model)
     checkpoint(True)
+    if selection.weights is not None:
+        model.load_state_dict(selection.weights)
     model.eval()
-    return TrainResult(model, step, accuracy, stopped, elapsed + time.perf_counter() - start, history)
+    return TrainResult(model, step, accuracy, stopped, elapsed + time.perf_counter() - start, history,
+                       selection.step, selection.scores)
+
+
+def selection_score(scores: dict[str, float]) -> float:
+    """Model selection ranks by the mean over target settings: the worst setting alone would prefer an
+    untrained model (every setting at chance) to one that learned all settings but one."""
+    return sum(scores.values()) / len(scores)
+
+
+class Selection:
+    """The best weights so far by held-out target score (``selection_score``; ties keep the earlier).
+
+    Kept on the CPU, and in the checkpoint, so a resumed run selects what an uninterrupted one would.
+    """
+
+    def __init__(self) -> None:
+        self.step: int | None = None
+        self.scores: dict[str, float] = {}
+        self.weights: dict[str, torch.Tensor] | None = None
+
+    @staticmethod
+    def from_history(history: list[dict[str, Any]], weights: dict[str, torch.Tensor] | None) -> Selection:
+        selection = Selection()
+        if weights is not None:
+            scored = [h for h in history if "target" in h]
+            top = max(scored, key=lambda h: (selection_score(h["target"]), -h["step"]))
+            selection.step, selection.scores, selection.weights = top["step"], top["target"], weights
+        return selection
+
+    def offer(self, step: int, scores: dict[str, float], model: torch.nn.Module) -> None:
+        if self.step is None or selection_score(scores) > selection_score(self.scores):
+            self.step, self.scores = step, dict(scores)
+            self.weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
 def replace_train(cell: Cell, **changes: Any) -> Cell:

@@ -11,13 +11,18 @@ from lengen.errors import ConfigError
 
 def execute(cfg: ExperimentConfig, out: Path, workers: int | None, quiet: bool) -> int:
     from lengen.experiment import run_experiment
+    from lengen.report.protocol import excluded_models, summary_text
     from lengen.report.results import format_table
 
     n = len(cfg.cells())
     print(f"lengen: experiment {cfg.experiment!r}: {n} model{'s' if n > 1 else ''} -> {out}", flush=True)
     rows = run_experiment(cfg, out, workers=workers, progress=not quiet)
     print()
-    print(format_table(rows))
+    learned = excluded_models(rows)[0] or rows
+    print(format_table(learned) + (" (models that learned)" if len(learned) < len(rows) else ""))
+    summary = summary_text(rows)
+    if summary:
+        print("\n" + summary)
     print(f"\nwrote {out / 'results.csv'}, {out / 'accuracy_vs_length.png'}, {out / 'experiment.yaml'}")
     if cfg.language is not None:
         from lengen.text.analysis import FOLDER

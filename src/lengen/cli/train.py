@@ -65,7 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--min-len", type=int, default=5)
     p.add_argument("--max-len", type=int, default=20)
-    p.add_argument("--target-accuracy", type=float, default=0.99, help="stop early at this training accuracy")
+    p.add_argument("--target-accuracy", type=float, default=0.99, help="stop once held-out exact match at --max-len reaches this (the target distribution, not the training batches)")
     p.add_argument("--ids", default="plain", choices=["plain", "coupled"], help="position ids the model consumes")
     p.add_argument("--eval-lengths", default="10,20,40,80,160", help="comma-separated evaluation lengths")
     p.add_argument("--samples", type=int, default=512, help="evaluation samples per length")

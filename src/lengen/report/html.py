@@ -24,7 +24,8 @@ from lengen.errors import LengenError
 from lengen.io import atomic_write_bytes, atomic_write_text
 from lengen.report.aggregate import INTERVAL, summary_by_series, summary_rows
 from lengen.report.conclusions import THRESHOLD, conclusions
-from lengen.report.plots import render_accuracy_vs_length, render_heatmap
+from lengen.report.plots import render_accuracy_vs_length, render_curves, render_heatmap
+from lengen.report.protocol import excluded_models, l_star_rows, rank_correlations, read_curves
 from lengen.report.results import read_csv, write_csv
 
 REPORT_FILE = "report.html"
@@ -142,6 +143,40 @@ def _language_section(run_dir: Path) -> list[str]:
     return parts
 
 
+def _protocol_section(run_dir: Path, rows: Sequence[dict[str, Any]], excluded: Sequence[dict[str, Any]]) -> list[str]:
+    """L* with intervals, its rank correlation with k, the models left out, and the training curves."""
+    if not any("l_star" in r for r in rows):
+        return []
+    parts = ["<h2>L* (longest length held) and the models left out</h2>",
+             '<p class="note">L*: the longest evaluated length up to which every length scores at least chance + '
+             "0.8 (1 - chance) exact match (eval.l_star_level). Only models that reached the in-distribution bar "
+             "(eval.learned_bar, exact match at the longest training length) are counted.</p>"]
+    stars = l_star_rows(rows)
+    write_csv(run_dir / "l_star.csv", stars, first=[])
+    cols = [c for c in stars[0] if c not in ("l_star_mean", "ci_low", "ci_high", "models")]
+    parts.append(_table([*cols, "L* mean", "95% interval", "models"],
+                        [[*(s[c] for c in cols), s["l_star_mean"], f"[{s['ci_low']}, {s['ci_high']}]", s["models"]]
+                         for s in stars], left=len(cols)))
+    for corr in rank_correlations(rows):
+        others = ", ".join(f"{k}={v}" for k, v in corr.items() if k not in
+                           ("x", "spearman_mean", "ci_low", "ci_high", "seeds", "per_seed"))
+        parts.append(f"<p>Spearman of {corr['x']} against L*{' (' + others + ')' if others else ''}: seed mean "
+                     f"{corr['spearman_mean']:+.2f} [{corr['ci_low']:+.2f}, {corr['ci_high']:+.2f}] over "
+                     f"{corr['seeds']} seeds; per seed {html.escape(json.dumps(corr['per_seed']))}.</p>")
+    if excluded:
+        parts.append(f"<p><b>Left out: {len(excluded)} model(s) that did not learn in distribution</b>: "
+                     + html.escape("; ".join(", ".join(f"{k}={v}" for k, v in e.items()) for e in excluded)) + "</p>")
+    else:
+        parts.append("<p>Every model learned in distribution.</p>")
+    png = render_curves(read_curves(run_dir), max(int(r["train_max_len"]) for r in rows))
+    if png is not None:
+        atomic_write_bytes(run_dir / "training_curves.png", png)
+        parts.append(_img(png, "held-out exact match against training step",
+                          "Held-out exact match over training (metrics.csv of every cell, mean over cells): at the "
+                          "longest training length, which stopping reads, and at longer lengths."))
+    return parts
+
+
 def build_report(run_dir: Path) -> str:
     """The page's HTML for a run folder (also writes summary.csv and heatmap PNGs into it)."""
     run_dir = Path(run_dir)
@@ -161,6 +196,9 @@ def build_report(run_dir: Path) -> str:
     env_path = run_dir / ENVIRONMENT_FILE
     run_env = json.loads(env_path.read_text(encoding="utf-8")) if env_path.is_file() else None
 
+    rows, excluded = excluded_models(rows)  # findings use only models that learned in distribution
+    if not rows:
+        raise LengenError(f"{results}: no model learned its task in distribution; nothing to report")
     write_csv(run_dir / "summary.csv", summary_rows(rows))
     seeds = len({r["seed"] for r in rows})
     figures = [_img(render_accuracy_vs_length(rows), "accuracy vs evaluation length",
@@ -197,6 +235,7 @@ def build_report(run_dir: Path) -> str:
         "<h2>Conclusions</h2><ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in conclusions(rows)) + "</ul>",
         f'<p class="note">Computed from results.csv with the threshold {THRESHOLD:.2f}; chance level depends on '
         f"the task (0.50 for a binary answer).</p>",
+        *_protocol_section(run_dir, rows, excluded),
         "<h2>Figures</h2>", *figures,
         *_language_section(run_dir),
         "<h2>Accuracy by evaluation length</h2>", _summary_table(rows),

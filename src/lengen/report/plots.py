@@ -55,6 +55,9 @@ def render_accuracy_vs_length(rows: Sequence[dict[str, Any]], value: str = "accu
     ax.text(train_max, 0.02, " longest training length", color="gray", fontsize=8)
     ax.set_xscale("log", base=2)
     ticks = sorted({int(r["eval_len"]) for r in rows})
+    if len(ticks) > 10:  # a fine grid: label the training length and its doublings only
+        ticks = [n for n in ticks if n == train_max or (n % train_max == 0 and (n // train_max) & (n // train_max - 1) == 0)] \
+            or ticks[:: max(1, len(ticks) // 8)]
     ax.set_xticks(ticks, [str(n) for n in ticks])
     ax.minorticks_off()
     ax.set_xlabel("evaluation length")
@@ -117,4 +120,32 @@ def render_heatmap(rows: Sequence[dict[str, Any]], row_col: str, value: str = "a
         fig.colorbar(image, ax=axes, shrink=0.8, label=f"mean {value.replace('_', ' ')}")
     fig.suptitle(f"{rows[0]['experiment']}: mean {value} over seeds by {row_col} and evaluation length",
                  fontsize=9)
+    return _png(fig)
+
+
+def render_curves(curves: Sequence[dict[str, Any]], train_max: int) -> bytes | None:
+    """Held-out exact match against training step (``metrics.csv``): one panel for the training length
+    (what stopping reads) and one per curve length, a line per target setting (mean over cells)."""
+    if not curves:
+        return None
+    panels = [None, *sorted({c["eval_len"] for c in curves if c["eval_len"] is not None})]
+    settings = sorted({c["setting"] for c in curves}, key=lambda s: [_order(p) for p in s.replace("=", " ").split()])
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2), sharey=True, squeeze=False)
+    for ax, length in zip(axes[0], panels, strict=True):
+        for setting in settings:
+            points: dict[int, list[float]] = {}
+            for c in curves:
+                if c["setting"] == setting and c["eval_len"] == length:
+                    points.setdefault(c["step"], []).append(c["value"])
+            if points:
+                steps = sorted(points)
+                ax.plot(steps, [sum(points[t]) / len(points[t]) for t in steps], marker=".", ms=3, label=setting)
+        name = f"L={train_max} (stopping)" if length is None else f"L={length} ({length // max(1, train_max)}x)"
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("training step")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("held-out exact match")
+    axes[0][-1].legend(fontsize=7, loc="best")
+    fig.tight_layout()
     return _png(fig)

@@ -19,7 +19,8 @@ KEY_COLUMNS = ["experiment", "task", "scheme", "k", "window", "seed", "train_min
 
 # per-row measurements, never used to tell series apart
 METRIC_COLUMNS = {"exact_match", "token_accuracy", "position_accuracy", "train_steps", "train_accuracy", "stopped_early", "train_wall_s",
-                  "eval_wall_s", "cell"}
+                  "eval_wall_s", "cell", "chance", "in_dist_accuracy", "learned", "l_star", "selected_step",
+                  "eval_mode", "oracle_ids"}
 
 
 def write_csv(path: Path, rows: Sequence[dict[str, Any]], first: Sequence[str] = KEY_COLUMNS) -> None:
@@ -84,7 +85,7 @@ def format_table(rows: Sequence[dict[str, Any]], value: str = "accuracy") -> str
         return "(no results)"
     cols = label_columns(rows)
     data = mean_over_seeds(rows, value)
-    lengths = sorted({int(r["eval_len"]) for r in rows})
+    lengths = display_lengths(sorted({int(r["eval_len"]) for r in rows}), max(int(r["train_max_len"]) for r in rows))
     seeds = len({r["seed"] for r in rows})
     header = [*cols, *[f"L={n}" for n in lengths]]
     lines = []
@@ -98,6 +99,20 @@ def format_table(rows: Sequence[dict[str, Any]], value: str = "accuracy") -> str
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     title = f"{value} (mean over {seeds} seed{'s' if seeds > 1 else ''}), by evaluation length"
     return "\n".join([title, fmt.format(*header), *(fmt.format(*line) for line in lines)])
+
+
+def display_lengths(lengths: Sequence[int], train_max: int, most: int = 10) -> list[int]:
+    """The lengths a printed table shows: all of them, or on a fine grid the longest training length and
+    the evaluated lengths nearest to its doublings (every length stays in results.csv)."""
+    if len(lengths) <= most:
+        return list(lengths)
+    shown, target = [], train_max
+    while target <= 2 * lengths[-1]:
+        near = min(lengths, key=lambda n: abs(n - target))
+        if near not in shown:
+            shown.append(near)
+        target *= 2
+    return sorted(shown)
 
 
 def markdown_table(rows: Sequence[dict[str, Any]], value: str = "accuracy") -> str:

@@ -82,6 +82,11 @@ class Task:
         """An upper bound on the position ids (plain or coupled) a sample of ``length`` uses, plus one."""
         return length + 8
 
+    def chance_accuracy(self) -> float:
+        """Exact match of guessing each sample's answer uniformly among its possible values: the floor
+        L* is measured against. 0 for multi-token answers (guessing a whole answer is negligible)."""
+        return 0.0
+
     def min_length(self) -> int:
         """The smallest ``length`` this task can sample."""
         return 1

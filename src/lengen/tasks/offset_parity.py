@@ -62,6 +62,9 @@ class OffsetParity(Task):
     def vocab_size(self) -> int:
         return FIRST_QUERY + self.k  # bits, marker, one query token per number of bits
 
+    def chance_accuracy(self) -> float:
+        return 0.5
+
     def min_length(self) -> int:
         return self.largest_offset + 1
 

@@ -10,12 +10,19 @@ recognisable by content. The answer is ``f(symbols at S)``, written as a symbol 
 random window of ``window`` consecutive positions (anywhere when ``window`` is None). With ``k_min``
 set, each sample draws its own k uniformly from ``k_min .. k`` (training one model on a range of k is
 a curriculum: the samples with few planted tokens teach where to look).
+
+The query token names the sample's k (``?k``, one query token per k in 1..k_tokens, k_tokens = k by
+default), which matters when k varies per sample.
+Without that, a model trained on a range of k must also *count* the planted tokens to know how many to
+combine, and counting from an attention average breaks at new lengths for reasons that have nothing to
+do with sparsity (the review behind issue 13 found whole groups of samples with the same number of
+1-bits failing together). Version 0 of these tasks had one query token for every k (``k_tokens: 0``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -35,7 +42,13 @@ class _PlantedBase(Task):
     k_min: int | None
     noise_vocab: int
     window: int | None
+    k_tokens: int | None
     symbols: ClassVar[int] = 2
+    version: ClassVar[int] = 1  # 1: the query token names the sample's k when k varies (k_tokens)
+
+    @classmethod
+    def legacy_args(cls, version: int) -> dict[str, Any]:
+        return {"k_tokens": 0} if version < 1 else {}
 
     def _n_symbols(self) -> int:
         return self.symbols
@@ -51,10 +64,24 @@ class _PlantedBase(Task):
             raise ConfigError(
                 f"task {self.name}: window ({self.window}) is smaller than k ({self.largest_k})"
             )
+        if self.k_tokens is not None and self.k_tokens != 0 and self.k_tokens < self.k:
+            raise ConfigError(f"task {self.name}: k_tokens ({self.k_tokens}) must be 0 (the query does not name k) "
+                              f"or at least k ({self.k})")
 
     @property
     def largest_k(self) -> int:
         return self.k
+
+    @property
+    def n_query_tokens(self) -> int:
+        """Query tokens ?1..?n name the sample's k (n = k_tokens, or k when unset); one ? with k_tokens 0."""
+        if self.k_tokens is None:
+            return self.k
+        return max(1, self.k_tokens)
+
+    @property
+    def names_k(self) -> bool:
+        return self.k_tokens != 0
 
     @property
     def query_token(self) -> int:
@@ -62,14 +89,17 @@ class _PlantedBase(Task):
 
     @property
     def vocab_size(self) -> int:
-        return self.noise_vocab + self._n_symbols() + 1
+        return self.noise_vocab + self._n_symbols() + self.n_query_tokens
+
+    def chance_accuracy(self) -> float:
+        return 1.0 / self._n_symbols()
 
     def min_length(self) -> int:
         return self.largest_k
 
     def token_names(self) -> list[str]:
-        return ([f"n{i}" for i in range(self.noise_vocab)]
-                + [f"s{i}" for i in range(self._n_symbols())] + ["?"])
+        queries = [f"?{k}" for k in range(1, self.n_query_tokens + 1)] if self.names_k else ["?"]
+        return [f"n{i}" for i in range(self.noise_vocab)] + [f"s{i}" for i in range(self._n_symbols())] + queries
 
     # -- the answer function, on symbols [B, K] with a validity mask [B, K] (planted in order) --
     def answer_of(self, symbols: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -101,7 +131,7 @@ class _PlantedBase(Task):
         tokens[:, :length] = rng.integers(0, self.noise_vocab, size=(batch, length))
         rows = np.broadcast_to(np.arange(batch)[:, None], positions.shape)
         tokens[rows[valid], positions[valid]] = self.noise_vocab + symbols[valid]
-        tokens[:, length] = self.query_token
+        tokens[:, length] = self.query_token + (ks - 1 if self.names_k else 0)
         tokens[:, length + 1] = self.noise_vocab + answer
 
         cols = self.dependency_columns(ks, kmax)
@@ -129,6 +159,8 @@ class PlantedFunction(_PlantedBase):
     k_min: int | None = param(None, "if set, each sample draws its k uniformly from k_min..k")
     noise_vocab: int = param(8, "number of distinct background tokens")
     window: int | None = param(None, "planted symbols fall in a random window of this width (None: anywhere)")
+    k_tokens: int | None = param(None, "query tokens ?1..?k_tokens name the sample's k (None: k of them; 0: one "
+                                 "query token that never names k, as in version 0)")
     function: str = param("sum_mod", "answer function: sum_mod | majority | first | last | lookup")
     alphabet: int = param(3, "number of distinct planted symbols p (answers are symbols too)")
     table_seed: int = param(0, "seed of the random lookup table (function=lookup)")

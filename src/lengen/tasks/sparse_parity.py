@@ -20,6 +20,8 @@ class SparseParity(_PlantedBase):
     k_min: int | None = param(None, "if set, each sample draws its k uniformly from k_min..k (a curriculum)")
     noise_vocab: int = param(8, "number of distinct background tokens")
     window: int | None = param(None, "planted bits fall in a random window of this width (None: anywhere)")
+    k_tokens: int | None = param(None, "query tokens ?1..?k_tokens name the sample's k (None: k of them; 0: one "
+                                 "query token that never names k, as in version 0)")
 
     def __post_init__(self) -> None:
         self._validate()
