@@ -25,11 +25,12 @@ LAUNCH = "import sys; from lengen.cli import main; sys.exit(main())"
 
 def quick_copy(folder: Path) -> Path:
     raw = yaml.safe_load(default_experiment_path().read_text(encoding="utf-8"))
-    raw["grid"] = {"k": raw["grid"]["k"][:1]}
+    raw["seeds"] = raw["seeds"][:1]
+    raw["eval"]["grid"] = {"k": raw["eval"]["grid"]["k"][:2]}
     # one thread: a single-cell run would otherwise take both cores, and two OpenMP threads crawl
     # when other processes share the cores (docs/performance.md)
     raw["train"].update(steps=30, warmup=5, check_every=10, target_accuracy=None, threads=1)
-    raw["eval"].update(lengths=raw["eval"]["lengths"][:2], samples=64)
+    raw["eval"].update(lengths=[24, 32], samples=64)
     path = folder / "quick.yaml"
     path.write_text(yaml.safe_dump(raw), encoding="utf-8")
     return path

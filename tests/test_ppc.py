@@ -134,7 +134,7 @@ def test_a_task_overrides_the_model_and_a_scheme_overrides_the_task():
     del plain["task"], plain["task_args"], plain["grid"]
     assert parse_experiment(plain).cells()[0].key == cells[0].key
     raw["tasks"][1]["model"] = {"n_layer": 3}
-    with pytest.raises(ConfigError, match="tasks addition: model: unknown key 'n_layer'.*n_layers"):
+    with pytest.raises(ConfigError, match=r"tasks\[1\]\.model: unknown key 'n_layer'.*n_layers"):
         parse_experiment(raw)
 
 

@@ -101,7 +101,7 @@ def one_error_line(capsys, argv):
 
 @pytest.mark.parametrize("overrides,message", [
     ({"grdi": {"k": [1]}}, "unknown key 'grdi' (did you mean 'grid'?)"),
-    ({"grid": {"k": []}}, "grid.k must be a non-empty list"),
+    ({"grid": {"k": []}}, "grid.k: expected a non-empty list"),
     ({"grid": {}}, "grid is empty"),
     ({"schemes": []}, "schemes is empty"),
     ({"seeds": []}, "seeds is empty"),

@@ -138,7 +138,7 @@ def test_same_seed_same_batch_other_seed_other_batch(name, args):
     ("sparse_parity", {"k": 0}, "k must be >= 1"),
     ("sparse_parity", {"k": 3, "window": 2}, "window (2) is smaller than k (3)"),
     ("sparse_parity", {"k": 3, "k_min": 4}, "k_min (4) must be between 1 and k (3)"),
-    ("sparse_parity", {"k": "four"}, "parameter 'k' must be int"),
+    ("sparse_parity", {"k": "four"}, "parameter k: expected an integer, got 'four'"),
     ("sparse_parity", {"kk": 2}, "unknown parameter 'kk' (did you mean 'k'?)"),
     ("planted", {"function": "median"}, "unknown function 'median'"),
     ("planted", {"k": 3, "k_min": 2, "function": "lookup"}, "needs a fixed k"),

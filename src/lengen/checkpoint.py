@@ -17,7 +17,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from lengen.errors import LengenError
-from lengen.io import atomic_write_json
+from lengen.io import atomic_write_json, fsync_dir, fsync_file
 
 MODEL_FILE, OPTIM_FILE, STATE_FILE = "model.safetensors", "optimizer.safetensors", "state.json"
 BEST_FILE = "best.safetensors"  # the weights model selection kept (lengen.train.Selection), if any
@@ -45,10 +45,15 @@ def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
         save_file(tensors, str(tmp / OPTIM_FILE))
         state = {**state, "optimizer_param_groups": opt["param_groups"]}
     atomic_write_json(tmp / STATE_FILE, state)
+    for name in (MODEL_FILE, OPTIM_FILE):  # on disk before the swap makes them the checkpoint
+        if (tmp / name).exists():
+            fsync_file(tmp / name)
+    fsync_dir(tmp)
     if path.exists():
         shutil.rmtree(old, ignore_errors=True)
         path.rename(old)
     tmp.rename(path)
+    fsync_dir(path.parent)
     shutil.rmtree(old, ignore_errors=True)
 
 
@@ -74,10 +79,23 @@ def load_weights(path: Path, model: torch.nn.Module) -> None:
         weights = load_file(str(Path(path) / MODEL_FILE))
     except (OSError, SafetensorError) as e:
         raise LengenError(f"checkpoint {path}: unreadable {MODEL_FILE} ({e})") from None
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    if missing or unexpected:
-        raise LengenError(f"checkpoint {path}: weights do not match the model "
-                          f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    mismatch = first_mismatch(weights, model.state_dict())
+    if mismatch:
+        raise LengenError(f"checkpoint {path}: its weights do not fit this model's configuration: {mismatch}")
+    model.load_state_dict(weights, strict=True)
+
+
+def first_mismatch(saved: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> str | None:
+    """The first tensor (in the model's order) that is missing, extra or of another shape, in words."""
+    for name, tensor in expected.items():
+        if name not in saved:
+            return f"tensor {name} {tuple(tensor.shape)} is missing from the checkpoint"
+        if saved[name].shape != tensor.shape:
+            return f"tensor {name} is {tuple(saved[name].shape)} in the checkpoint, {tuple(tensor.shape)} in the model"
+    extra = [name for name in saved if name not in expected]
+    if extra:
+        return f"the checkpoint has tensor {extra[0]} {tuple(saved[extra[0]].shape)}, which the model lacks"
+    return None
 
 
 def load_best(path: Path) -> dict[str, torch.Tensor] | None:
@@ -99,7 +117,10 @@ def load_optimizer(path: Path, optimizer: torch.optim.Optimizer, state: dict[str
     for key, t in tensors.items():
         index, name = key.split(".", 1)
         per_param.setdefault(int(index), {})[name] = t
-    optimizer.load_state_dict({"state": per_param, "param_groups": state["optimizer_param_groups"]})
+    try:
+        optimizer.load_state_dict({"state": per_param, "param_groups": state["optimizer_param_groups"]})
+    except (KeyError, ValueError) as e:
+        raise LengenError(f"checkpoint {path}: its optimizer state does not fit this model ({e})") from None
 
 
 @dataclass

@@ -17,7 +17,6 @@ An experiment is a grid: schemes x seeds x (the cartesian product of the task pa
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import itertools
 import json
@@ -31,8 +30,11 @@ from lengen.errors import ConfigError
 from lengen.model import ModelConfig
 from lengen.positions import Dims, make_scheme
 from lengen.tasks import TASKS, Task, make_task
+from lengen.validate import build, check_keys, check_mapping, check_name, check_value, short_repr
+from lengen.yaml_input import load_yaml
 
 IDS = ("plain", "coupled")
+MAX_THREADS = 4096  # torch refuses absurd thread counts only when a cell starts
 EVAL_MODES = ("auto", "teacher", "generate")
 STOP_ON = ("target", "mixture")
 SELECT = ("best", "last")
@@ -96,8 +98,11 @@ class TrainConfig:
             raise ConfigError(f"train: position_loss_weight must be >= 0, got {self.position_loss_weight}")
         if self.ids not in IDS:
             raise ConfigError(f"train: ids must be one of {', '.join(IDS)}, got {self.ids!r}")
-        if self.threads is not None and self.threads < 1:
-            raise ConfigError(f"train: threads must be >= 1, got {self.threads}")
+        if self.threads is not None and not 1 <= self.threads <= MAX_THREADS:
+            raise ConfigError(f"train: threads must be between 1 and {MAX_THREADS}, got {self.threads}")
+        if self.weight_decay < 0 or self.grad_clip < 0:  # grad_clip 0: no clipping
+            raise ConfigError(f"train: weight_decay and grad_clip must be >= 0, got {self.weight_decay}, "
+                              f"{self.grad_clip}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"train: device must be auto, cpu or cuda, got {self.device!r}")
         if self.pose_chunks < 1:
@@ -131,7 +136,9 @@ def length_range(spec: dict[str, Any]) -> list[int]:
 
 @dataclass
 class EvalConfig:
-    lengths: list[int] = field(default_factory=lambda: [10, 20, 40, 80, 160])
+    # a list, or a range {from, to, step} that __post_init__ expands ("accepts": what a file may give)
+    lengths: list[int] = field(default_factory=lambda: [10, 20, 40, 80, 160],
+                               metadata={"accepts": list[int] | dict[str, int]})
     samples: int = 512
     seed: int = 12345  # evaluation data is drawn from its own stream, never from training's
     # task parameters changed for evaluation, e.g. {k_min: null} to score a model trained on a range
@@ -161,6 +168,8 @@ class EvalConfig:
             raise ConfigError(f"eval: every length must be >= 1, got {self.lengths}")
         if self.samples < 1:
             raise ConfigError(f"eval: samples must be >= 1, got {self.samples}")
+        if self.seed < 0:
+            raise ConfigError(f"eval: seed must be >= 0, got {self.seed}")
         if not 0 < self.learned_bar <= 1 or not 0 < self.l_star_level <= 1:
             raise ConfigError(f"eval: learned_bar and l_star_level must be in (0, 1], got {self.learned_bar}, "
                               f"{self.l_star_level}")
@@ -322,6 +331,8 @@ class LanguageConfig:
             raise ConfigError(f"language: context {self.context} must exceed near context + 1 = {near + 1}")
         if self.windows < 1 or self.few < 1 or self.replacements < 1 or self.bin < 1:
             raise ConfigError("language: windows, few, replacements and bin must be >= 1")
+        if self.seed < 0:
+            raise ConfigError(f"language: seed must be >= 0, got {self.seed}")
         if not 0 < self.share <= 1 or self.min_effect < 0:
             raise ConfigError(f"language: share must be in (0, 1] and min_effect >= 0, got {self.share}, {self.min_effect}")
 
@@ -398,40 +409,21 @@ TOP_KEYS = {"experiment", "description", "task", "task_args", "grid", "schemes",
             "eval", "workers", "tasks", "language", "quick", "idealized"}
 
 
-def _section(cls: type, raw: Any, where: str) -> Any:
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: must be a mapping, got {raw!r}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    for key in raw:
-        if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"{where}: unknown key {key!r}{hint}")
-    try:
-        obj = cls(**raw)
-    except TypeError as e:
-        raise ConfigError(f"{where}: {e}") from None
-    return obj
-
-
-def _check_ints(where: str, values: Any) -> list[int]:
-    if not isinstance(values, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        raise ConfigError(f"{where} must be a list of integers, got {values!r}")
-    return values
+MODEL_ONLY_IN_SCHEMES = {"position": "set position schemes under 'schemes'",
+                         "position_args": "set position schemes under 'schemes'"}
+NOT_SETTABLE = ("position", "position_args", "vocab_size")  # filled in from the scheme and the task
 
 
 def parse_experiment(raw: Any, source: str = "experiment") -> ExperimentConfig:
     """Validate a parsed experiment mapping; every problem is one ConfigError line."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: an experiment file must be a mapping of keys, got {type(raw).__name__}")
-    unknown = set(raw) - TOP_KEYS
-    if unknown:
-        key = sorted(unknown)[0]
-        close = difflib.get_close_matches(key, TOP_KEYS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(f"{source}: unknown key {key!r}{hint}")
+    check_keys(raw, sorted(TOP_KEYS), source)
+    name = raw.get("experiment", "experiment")
+    check_value(f"{source}: experiment", name, str)
+    check_value(f"{source}: description", raw.get("description", ""), str)
+    check_value(f"{source}: task", raw.get("task", ""), str)
+    check_name(name, f"{source}: experiment")
     tasks = _parse_tasks(raw.get("tasks"), source)
     if "task" not in raw and not tasks:
         raise ConfigError(f"{source}: missing key 'task' (one of: {', '.join(TASKS.names())})")
@@ -445,45 +437,45 @@ def parse_experiment(raw: Any, source: str = "experiment") -> ExperimentConfig:
             raise ConfigError(f"{source}: {key} is empty (list what to vary, e.g. "
                               f"{'grid: {k: [1, 2]}' if key == 'grid' else 'schemes: [nope, rope]'}, or leave the key out)")
     grid = raw.get("grid") or {}
-    if not isinstance(task_args, dict) or not isinstance(grid, dict):
-        raise ConfigError(f"{source}: task_args and grid must be mappings")
+    check_value(f"{source}: task_args", task_args, dict[str, Any])
+    check_value(f"{source}: grid", grid, dict[str, Any])
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
-            raise ConfigError(f"{source}: grid.{key} must be a non-empty list, got {values!r}")
+            raise ConfigError(f"{source}: grid.{key}: expected a non-empty list, got {short_repr(values)}")
     schemes = []
-    for s in raw.get("schemes") or ["nope"]:
+    check_value(f"{source}: schemes", raw.get("schemes") or [], list[Any])
+    for i, s in enumerate(raw.get("schemes") or ["nope"]):
+        where = f"{source}: schemes[{i}]"
         if isinstance(s, str):
             schemes.append(SchemeSpec(s))
         elif isinstance(s, dict):
-            schemes.append(_section(SchemeSpec, s, f"{source}: schemes entry"))
+            schemes.append(build(SchemeSpec, s, where))
         else:
-            raise ConfigError(f"{source}: schemes entries must be names or mappings, got {s!r}")
-        _check_overrides(schemes[-1].model, ModelConfig, f"{source}: scheme {schemes[-1].label}: model")
-        _check_overrides(schemes[-1].train, TrainConfig, f"{source}: scheme {schemes[-1].label}: train")
+            raise ConfigError(f"{where}: expected a scheme name or a mapping, got {short_repr(s)}")
+        check_mapping(ModelConfig, schemes[-1].model, f"{where}.model", NOT_SETTABLE, MODEL_ONLY_IN_SCHEMES)
+        check_mapping(TrainConfig, schemes[-1].train, f"{where}.train")
     labels = [s.label for s in schemes]
     if len(set(labels)) != len(labels):
         raise ConfigError(f"{source}: scheme labels must be unique, got {labels}")
-    seeds = _check_ints(f"{source}: seeds", raw.get("seeds", [0]))
+    seeds = raw.get("seeds", [0])
+    check_value(f"{source}: seeds", seeds, list[int])
     if not seeds:
         raise ConfigError(f"{source}: seeds is empty")
-    model = raw.get("model") or {}
-    if not isinstance(model, dict):
-        raise ConfigError(f"{source}: model must be a mapping")
-    model_fields = {f.name for f in dataclasses.fields(ModelConfig)} - {"position", "position_args", "vocab_size"}
-    for key in model:
-        if key not in model_fields:
-            hint = " (set position schemes under 'schemes')" if key in ("position", "position_args") else ""
-            raise ConfigError(f"{source}: model: unknown key {key!r}{hint}")
+    if any(seed < 0 for seed in seeds):
+        raise ConfigError(f"{source}: seeds: every seed must be >= 0, got {short_repr(seeds)}")
+    model = check_mapping(ModelConfig, raw.get("model"), f"{source}: model", NOT_SETTABLE, MODEL_ONLY_IN_SCHEMES)
     workers = raw.get("workers")
-    if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
-        raise ConfigError(f"{source}: workers must be a positive integer, got {workers!r}")
+    check_value(f"{source}: workers", workers, int | None)
+    if workers is not None and workers < 1:
+        raise ConfigError(f"{source}: workers: must be >= 1, got {workers}")
     idealized = raw.get("idealized")
-    if idealized is not None and (not isinstance(idealized, int) or isinstance(idealized, bool) or idealized < 1):
-        raise ConfigError(f"{source}: idealized must be a positive number of training samples, got {str(idealized)[:40]}")
+    check_value(f"{source}: idealized", idealized, int | None)
+    if idealized is not None and idealized < 1:
+        raise ConfigError(f"{source}: idealized: must be a positive number of training samples, got {idealized}")
     cfg = ExperimentConfig(
         idealized=idealized,
-        experiment=str(raw.get("experiment", "experiment")),
-        description=str(raw.get("description", "")),
+        experiment=name,
+        description=raw.get("description", ""),
         task=raw["task"] if not tasks else tasks[0].task,
         task_args=task_args,
         tasks=tasks,
@@ -491,43 +483,31 @@ def parse_experiment(raw: Any, source: str = "experiment") -> ExperimentConfig:
         schemes=schemes,
         seeds=seeds,
         model=model,
-        train=_section(TrainConfig, raw.get("train"), f"{source}: train"),
-        eval=_section(EvalConfig, raw.get("eval"), f"{source}: eval"),
+        train=build(TrainConfig, raw.get("train"), f"{source}: train"),
+        eval=build(EvalConfig, raw.get("eval"), f"{source}: eval"),
         workers=workers,
     )
     if raw.get("language") is not None:
-        if not isinstance(raw["language"], dict) or "reference" not in raw["language"]:
-            raise ConfigError(f"{source}: language must be a mapping with at least 'reference' (a scheme label)")
-        cfg.language = _section(LanguageConfig, raw["language"], f"{source}: language")
+        cfg.language = build(LanguageConfig, raw["language"], f"{source}: language")
     validate_experiment(cfg)
     return cfg
-
-
-def _check_overrides(raw: Any, cls: type, where: str) -> None:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: must be a mapping, got {raw!r}")
-    names = {f.name for f in dataclasses.fields(cls)} - {"position", "position_args", "vocab_size"}
-    for key in raw:
-        if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"{where}: unknown key {key!r}{hint}")
 
 
 def _parse_tasks(raw: Any, source: str) -> list[TaskSpec]:
     if raw is None:
         return []
     if not isinstance(raw, list) or not raw:
-        raise ConfigError(f"{source}: tasks must be a non-empty list of mappings")
+        raise ConfigError(f"{source}: tasks: expected a non-empty list of task names or mappings, got {short_repr(raw)}")
     out = []
-    for entry in raw:
+    for i, entry in enumerate(raw):
+        where = f"{source}: tasks[{i}]"
         if isinstance(entry, str):
             entry = {"task": entry}
-        spec = _section(TaskSpec, entry, f"{source}: tasks entry")
+        spec = build(TaskSpec, entry, where)
         TASKS.get_class(spec.task)
-        _check_overrides(spec.model, ModelConfig, f"{source}: tasks {spec.task}: model")
-        _check_overrides(spec.train, TrainConfig, f"{source}: tasks {spec.task}: train")
-        _check_overrides(spec.eval, EvalConfig, f"{source}: tasks {spec.task}: eval")
+        check_mapping(ModelConfig, spec.model, f"{where}.model", NOT_SETTABLE, MODEL_ONLY_IN_SCHEMES)
+        check_mapping(TrainConfig, spec.train, f"{where}.train")
+        check_mapping(EvalConfig, spec.eval, f"{where}.eval")
         out.append(spec)
     return out
 
@@ -563,6 +543,9 @@ def validate_experiment(cfg: ExperimentConfig) -> None:
         cell.model.validate()
         scheme = make_scheme(cell.scheme.position, Dims(cell.model.d_model, cell.model.n_heads),
                              **cell.scheme.position_args)
+        if cell.model.position_head and cell.model.position_head_tied and scheme.id_table() is None:
+            raise ConfigError(f"scheme {cell.scheme.label}: model.position_head_tied needs a scheme with a learned "
+                              f"id table (learned), not {cell.scheme.position}")
         limit = scheme.max_position()
         longest = task.max_position_id(max(cell.eval.lengths), cell.train.ids)
         if limit is not None and longest > limit:
@@ -614,13 +597,15 @@ def load_experiment(path: str | Path, quick: bool = False) -> ExperimentConfig:
     if not path.is_file():
         raise ConfigError(f"experiment file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = load_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}: not valid YAML{where}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a UTF-8 text file") from None
+    except ConfigError as e:  # an alias bomb or a recursive alias
+        raise ConfigError(f"{path}: {e}") from None
     if quick:
         raw = apply_quick(raw, str(path))
     return parse_experiment(raw, str(path))

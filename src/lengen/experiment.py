@@ -31,6 +31,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Generator, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -47,6 +48,7 @@ from lengen.io import atomic_write_json, atomic_write_text, ensure_writable_dir
 from lengen.report.plots import plot_accuracy_vs_length
 from lengen.report.results import format_table, write_csv
 from lengen.rows import cell_rows, with_protocol_columns
+from lengen.run_folder import check_folder, clean_stale_temp
 from lengen.train import train
 
 ROWS_FILE = "rows.json"
@@ -212,7 +214,11 @@ class LocalBackend:
                        for j in jobs}
             try:
                 for done in futures.as_completed(running):
-                    yield running[done], done.result()
+                    try:
+                        rows = done.result()
+                    except BrokenProcessPool:
+                        raise LengenError(worker_died(jobs)) from None
+                    yield running[done], rows
             except BaseException:  # an error, Ctrl-C or SIGTERM: stop the workers now, not after their cell
                 processes = list((getattr(pool, "_processes", None) or {}).values())
                 pool.shutdown(wait=False, cancel_futures=True)
@@ -222,6 +228,21 @@ class LocalBackend:
             finally:  # a caller that stops early: queued cells never start
                 for f in running:
                     f.cancel()
+
+
+def worker_died(jobs: Sequence[CellJob]) -> str:
+    """The one line for a worker process that died (killed, out of memory): a pool cannot tell which
+    future it ran, but a started cell has its cell.json and no rows.json yet."""
+    started = [job.key for job in jobs if (job.cell_dir / "cell.json").is_file()
+               and not (job.cell_dir / ROWS_FILE).is_file()]
+    if not started:
+        which = "a cell"
+    elif len(started) == 1:
+        which = f"cell {started[0]}"
+    else:
+        which = f"cell {started[0]} or one of the {len(started) - 1} other cells running with it"
+    return (f"a worker process died while running {which} (killed, or out of memory?); finished cells are "
+            f"kept: run the same command again to resume")
 
 
 def cell_threads(cfg: ExperimentConfig) -> int:
@@ -238,17 +259,20 @@ def cell_threads(cfg: ExperimentConfig) -> int:
 
 def run_experiment(cfg: ExperimentConfig, out_dir: Path, workers: int | None = None, progress: bool = True,
                    on_cell: Callable[[Cell, list[dict[str, Any]]], None] | None = None,
-                   backend: Backend | None = None, report: bool = True) -> list[dict[str, Any]]:
+                   backend: Backend | None = None, report: bool = True, force: bool = False) -> list[dict[str, Any]]:
     """Run every unfinished cell on ``backend`` (default: local, ``workers`` processes) and write the outputs.
 
-    Returns the rows of all cells, in the configuration's cell order.
+    ``out_dir`` holding a different experiment is refused (``force``: its contents are moved aside first,
+    see ``lengen.run_folder``). Returns the rows of all cells, in the configuration's cell order.
     """
     from lengen.report.html import ENVIRONMENT_FILE, environment, write_report
 
     cells = cfg.cells()
     if not cells:
         raise LengenError("the experiment has no cells (is every scheme skipped for every task?)")
+    check_folder(cfg, Path(out_dir), force)
     out_dir = ensure_writable_dir(Path(out_dir))
+    clean_stale_temp(out_dir)
     keys = [cell.key for cell in cells]
     adopt_moved_cells(out_dir, cells)
     finished: dict[str, list[dict[str, Any]]] = {}
@@ -262,7 +286,11 @@ def run_experiment(cfg: ExperimentConfig, out_dir: Path, workers: int | None = N
     if len(finished) < len(cells):
         backend.start()
     atomic_write_text(out_dir / "experiment.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    atomic_write_json(out_dir / ENVIRONMENT_FILE, {**environment(), "backend": backend.name})
+    env = {**environment(), "backend": backend.name}
+    # a resume records its environment once a cell has finished in it: one that fails keeps the old record
+    env_pending = (out_dir / ENVIRONMENT_FILE).is_file()
+    if not env_pending:
+        atomic_write_json(out_dir / ENVIRONMENT_FILE, env)
     if finished:
         write_results(cfg, out_dir, [r for k in keys if k in finished for r in finished[k]])
 
@@ -278,6 +306,9 @@ def run_experiment(cfg: ExperimentConfig, out_dir: Path, workers: int | None = N
         for job, rows in results:
             cell = job.cell
             finished[job.key] = rows
+            if env_pending:
+                atomic_write_json(out_dir / ENVIRONMENT_FILE, env)
+                env_pending = False
             write_results(cfg, out_dir, [r for k in keys if k in finished for r in finished[k]])
             if on_cell is not None:
                 on_cell(cell, rows)

@@ -10,8 +10,9 @@ class, so this is **our reading of it** (docs/choices.md), for single-answer tas
   occurrence of an anchor token a, within a window w" (positional selectors);
 - the tokens there, together with the query token, index a lookup table (an arbitrary function),
   filled by majority vote on short training samples;
-- the hypothesis with the fewest training errors wins (ties: the first in a fixed order, content
-  selectors first, smaller sets and offsets first).
+- the hypothesis with the fewest training errors wins (ties: the first in a fixed order: content
+  selectors first, then positional ones by increasing span; the search stops at the first that makes
+  no training error).
 
 Because a selector never reads the length, a hypothesis that fits the task on short samples gives the
 same answer at every length: the learner generalizes exactly when the task's dependence is k-sparse and
@@ -87,13 +88,16 @@ class IdealizedLearner:
     base: int = 0  # key digits: vocabulary + padding + "no token"
 
     def candidates(self, vocab: int) -> Iterator[Selector]:
+        """Content selectors, then positional ones by increasing span (the largest offset), so that the
+        most local hypothesis that fits is found first and the search stops there."""
         for size in (1, 2):
             for content in itertools.combinations(range(vocab), size):
                 yield Selector(content=content)
-        for anchor in range(vocab):
-            for k in range(1, self.k_max + 1):
-                for offsets in itertools.combinations(range(1, self.window + 1), k):
-                    yield Selector(anchor=anchor, offsets=offsets)
+        for span in range(1, self.window + 1):
+            for anchor in range(vocab):
+                for k in range(1, self.k_max + 1):
+                    for inner in itertools.combinations(range(1, span), k - 1):
+                        yield Selector(anchor=anchor, offsets=(*inner, span))
 
     @staticmethod
     def _fit_table(keys: np.ndarray, answers: np.ndarray) -> tuple[dict[int, int], int]:
@@ -105,18 +109,28 @@ class IdealizedLearner:
         table = dict(zip(pairs[0, first].tolist(), pairs[1, first].tolist(), strict=True))
         return table, int(len(answers) - counts[first].sum())
 
-    def fit(self, prompts: np.ndarray, answers: np.ndarray, vocab: int) -> IdealizedLearner:
-        best: tuple[int, Selector, dict[int, int]] | None = None
+    def fit(self, prompts: np.ndarray, answers: np.ndarray, vocab: int, search: int = 4000) -> IdealizedLearner:
+        """Search the class on the first ``search`` samples, then fill the winner's table from all of them.
+
+        A selector whose table has more keys than half its samples memorises rather than fits, and is
+        not admissible (e.g. many offsets after a frequent token make almost every sample its own key).
+        """
+        best: tuple[int, Selector] | None = None
         self.base = vocab + 2
+        head, head_answers = prompts[:search], answers[:search]
         for selector in self.candidates(vocab):
-            table, errors = self._fit_table(selector.keys(prompts, self.base), answers)
+            table, errors = self._fit_table(selector.keys(head, self.base), head_answers)
+            if len(table) > len(head_answers) // 2:
+                continue
             if best is None or errors < best[0]:
-                best = (errors, selector, table)
+                best = (errors, selector)
             if errors == 0:
                 break
-        assert best is not None
-        self.train_error = best[0] / len(answers)
-        self.selector, self.table = best[1], best[2]
+        if best is None:
+            raise LengenError("idealized: no selector in the class fits the training samples without memorising them")
+        self.selector = best[1]
+        self.table, errors = self._fit_table(self.selector.keys(prompts, self.base), answers)
+        self.train_error = errors / len(answers)
         return self
 
     def predict(self, prompts: np.ndarray) -> np.ndarray:

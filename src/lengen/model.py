@@ -62,6 +62,8 @@ class ModelConfig:
         for name in ("d_model", "n_layers", "n_heads"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"model: {name} must be >= 1, got {getattr(self, name)}")
+        if self.d_ff is not None and self.d_ff < 1:
+            raise ConfigError(f"model: d_ff must be >= 1, got {self.d_ff}")
         if self.d_model % self.n_heads:
             raise ConfigError(f"model: d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
         if self.norm not in NORMS:
@@ -243,8 +245,8 @@ class Transformer(nn.Module):
             if classes is None:
                 raise ConfigError(f"model: position_head needs position_classes (scheme {cfg.position} has no "
                                   f"max_position)")
-            table = getattr(self.positions, "table", None)
-            if cfg.position_head_tied and not isinstance(table, nn.Embedding):
+            table = self.positions.id_table()
+            if cfg.position_head_tied and table is None:
                 raise ConfigError(f"model: position_head_tied needs a scheme with a learned id table, not "
                                   f"{cfg.position}")
             self.position_classes = table.num_embeddings if isinstance(table, nn.Embedding) and \
@@ -298,8 +300,8 @@ class Transformer(nn.Module):
             raise ConfigError("model: this model has no position head (set model.position_head: true)")
         if self.pointer:
             raise ConfigError("model: a pointer position head scores prompt tokens; use pointer_scores")
-        table = getattr(self.positions, "table", None)
-        if self.cfg.position_head_tied and isinstance(table, nn.Embedding):
+        table = self.positions.id_table()
+        if self.cfg.position_head_tied and table is not None:
             return self.position_head(hidden) @ table.weight.T
         return self.position_head(hidden)
 

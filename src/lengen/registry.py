@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import types
 import typing
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from lengen.errors import ConfigError
+from lengen.validate import check_keys, check_value, clip, field_types, short_repr
 
 T = TypeVar("T")
 
@@ -52,11 +52,11 @@ class Registry(Generic[T]):
         return sorted(self._classes)
 
     def get_class(self, name: str) -> type[T]:
-        if name not in self._classes:
-            close = difflib.get_close_matches(name, self._classes, n=1)
+        if not isinstance(name, str) or name not in self._classes:
+            close = difflib.get_close_matches(name, self._classes, n=1) if isinstance(name, str) else []
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(
-                f"unknown {self.kind} {name!r}{hint}; known: {', '.join(self.names())}"
+                f"unknown {self.kind} {short_repr(name)}{hint}; known: {', '.join(self.names())}"
             )
         return self._classes[name]
 
@@ -85,24 +85,22 @@ class Registry(Generic[T]):
         """Validate ``kwargs`` against the parameters, then build. A class with a nested ``Params``
         dataclass is built as ``cls(*args, params=Params(**kwargs))``."""
         cls = self.param_class(name)
-        known = {p.name: p for p in self.params(name)}
-        for key in kwargs:
-            if key not in known:
-                close = difflib.get_close_matches(key, known, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ConfigError(
-                    f"{self.kind} {name}: unknown parameter {key!r}{hint}; "
-                    f"known: {', '.join(known) or 'none'}"
-                )
-        hints = typing.get_type_hints(cls) if dataclasses.is_dataclass(cls) else {}
-        for key, value in kwargs.items():
-            _check_type(f"{self.kind} {name}: parameter {key!r}", value, hints.get(key, Any))
+        where = f"{self.kind} {name}"
+        if dataclasses.is_dataclass(cls):
+            known = {p.name for p in self.params(name)}
+            check_keys(kwargs, [f for f in field_types(cls) if f in known], where, noun="parameter",
+                       list_known=True)
+            types_ = field_types(cls)
+            for key, value in kwargs.items():
+                check_value(f"{where}: parameter {key}", value, types_[key])
+        elif kwargs:
+            check_keys(kwargs, [], where, noun="parameter", list_known=True)
         try:
             if cls is self.get_class(name):
                 return cls(*args, **kwargs)  # type: ignore[no-any-return,unused-ignore]
             return self.get_class(name)(*args, params=cls(**kwargs))  # type: ignore[call-arg]
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"{self.kind} {name}: {e}") from None
+        except (TypeError, ValueError, RuntimeError) as e:  # e.g. torch refusing a layer of width -1
+            raise ConfigError(f"{where}: {clip(str(e))}") from None
 
     def describe(self, name: str) -> str:
         doc = (self.get_class(name).__doc__ or "").strip().splitlines()
@@ -113,40 +111,3 @@ def _type_name(tp: Any) -> str:
     if isinstance(tp, type):
         return tp.__name__
     return str(tp).replace("typing.", "")
-
-
-def _check_type(what: str, value: Any, tp: Any) -> None:
-    """Reject values of the wrong type (YAML makes it easy to write 'four' or 1.5 for an int)."""
-    if tp is Any:
-        return
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        for option in typing.get_args(tp):
-            try:
-                _check_type(what, value, option)
-                return
-            except ConfigError:
-                continue
-        raise ConfigError(f"{what} must be {_type_name(tp)}, got {value!r}")
-    if tp is type(None):
-        if value is not None:
-            raise ConfigError(f"{what} must be None, got {value!r}")
-        return
-    if origin in (list, tuple):
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{what} must be a list, got {value!r}")
-        args = typing.get_args(tp)
-        if args:
-            for v in value:
-                _check_type(what, v, args[0])
-        return
-    if tp is float:
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-    elif tp is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif isinstance(tp, type):
-        ok = isinstance(value, tp)
-    else:
-        ok = True
-    if not ok:
-        raise ConfigError(f"{what} must be {_type_name(tp)}, got {value!r}")

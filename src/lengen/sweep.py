@@ -140,8 +140,8 @@ def make_backend(name: str, workers: int | None = None, address: str | None = No
 
 def run_sweep(cfg: ExperimentConfig, out_dir: Path, backend: str = "local", workers: int | None = None,
               address: str | None = None, gpus_per_cell: float = 0.0, progress: bool = True,
-              report: bool = True) -> list[dict[str, Any]]:
+              report: bool = True, force: bool = False) -> list[dict[str, Any]]:
     """Run every unfinished cell of ``cfg`` on the named backend; returns all rows (see run_experiment)."""
     chosen = make_backend(backend, workers or cfg.workers if backend == "local" else workers, address,
                           gpus_per_cell)
-    return run_experiment(cfg, out_dir, progress=progress, backend=chosen, report=report)
+    return run_experiment(cfg, out_dir, progress=progress, backend=chosen, report=report, force=force)

@@ -22,6 +22,14 @@ def _task_args(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
+def with_task_args(task: Any, overrides: dict[str, Any]) -> Any:
+    """The same task with some parameters changed (validated as any task parameter is)."""
+    from lengen.tasks import TASKS, make_task
+
+    current = {p.name: getattr(task, p.name) for p in TASKS.params(task.name)}
+    return make_task(task.name, **{**current, **overrides})
+
+
 def _run(args: argparse.Namespace) -> int:
     import torch
 
@@ -29,7 +37,7 @@ def _run(args: argparse.Namespace) -> int:
     from lengen.diagnose.report import Thresholds, write_report
     from lengen.diagnose.run import RunSettings, run_diagnosis, summarize
     from lengen.diagnose.sources import load_model, pick_tokenizer, task_queries, text_queries
-    from lengen.io import ensure_writable_dir
+    from lengen.io import atomic_write_text, ensure_writable_dir
     from lengen.tasks import make_task
     from lengen.text.corpus import read_texts
 
@@ -38,6 +46,9 @@ def _run(args: argparse.Namespace) -> int:
     sources = [x for x in (args.text, args.jsonl) if x]
     if len(sources) > 1 or (sources and args.task):
         raise LengenError("give one data source: --task, --text or --jsonl")
+    if args.task_arg and sources:
+        raise LengenError("--task-arg applies to task data (--task, or a lengen checkpoint's own task), not to "
+                          "--text or --jsonl")
     if args.scored_per_window is not None and not sources:
         raise LengenError("--scored-per-window applies to text data (--text or --jsonl) only")
     if args.scored_per_window is None:
@@ -63,6 +74,8 @@ def _run(args: argparse.Namespace) -> int:
         task = make_task(args.task, **_task_args(args.task_arg)) if args.task else handle.task
         if task is None:
             raise LengenError("no data: give --task, --text or --jsonl (only lengen checkpoints bring a task)")
+        if args.task_arg and not args.task:  # change the checkpoint's own task (e.g. k_min=null)
+            task = with_task_args(task, _task_args(args.task_arg))
         if task.vocab_size > handle.vocab_size:
             raise LengenError(f"task {task.name} has {task.vocab_size} tokens but the model only {handle.vocab_size}")
         length = args.length or 2 * task.min_length() + 8
@@ -95,7 +108,7 @@ def _run(args: argparse.Namespace) -> int:
                      "the window's first token is never ablated); forward passes are counted in windows; the "
                      f"truncation profile uses each window's last prediction only ({queries.tokens.shape[0]} "
                      "predictions)")
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     md, html_path = write_report(out, summary, state["records"], title, th, notes)
     from lengen.diagnose.report import verdict
 
@@ -124,7 +137,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gguf-file", help="GGUF file name inside --model (a folder)")
     data = p.add_argument_group("data (one of; a lengen checkpoint defaults to its own task)")
     data.add_argument("--task", help="registered task name")
-    data.add_argument("--task-arg", action="append", default=[], metavar="KEY=VALUE", help="task parameter")
+    data.add_argument("--task-arg", action="append", default=[], metavar="KEY=VALUE",
+                      help="task parameter of --task, or a change to a lengen checkpoint's own task (e.g. k_min=null)")
     data.add_argument("--length", type=int, help="task length (default 2 * min length + 8)")
     data.add_argument("--text", help="UTF-8 text file")
     data.add_argument("--jsonl", help="JSONL file, one record per line")

@@ -9,14 +9,51 @@ from lengen.config import ExperimentConfig, default_experiment_path, load_experi
 from lengen.errors import ConfigError
 
 
-def execute(cfg: ExperimentConfig, out: Path, workers: int | None, quiet: bool) -> int:
+def add_safety_flags(p: argparse.ArgumentParser) -> None:
+    """--force, --no-size-check and --dry-run, shared by run, train and sweep."""
+    p.add_argument("--force", action="store_true",
+                   help="if --out holds a different experiment, move its contents aside to "
+                        "<out>.replaced-<time> and start afresh (default: refuse)")
+    p.add_argument("--no-size-check", action="store_true",
+                   help="skip the check that every model and evaluation length fits in this machine's memory")
+    p.add_argument("--dry-run", action="store_true",
+                   help="validate, check sizes, load every task's data once and import what the run needs; "
+                        "write nothing")
+
+
+def dry_run(cfg: ExperimentConfig) -> int:
+    """Everything a run does before its first training step, without writing: catches a missing optional
+    dependency (a tokenizer, a corpus) in seconds (.ci/install_smoke uses it on fresh installs)."""
+    import numpy as np
+
+    import lengen.experiment  # noqa: F401 - the modules every run imports
+    import lengen.report.html  # noqa: F401
+
+    cells = cfg.cells()
+    for cell in cells:
+        for task in (cell.build_task(), cell.build_eval_task()):
+            task.sample(np.random.default_rng(0), 1, max(task.min_length(), cell.train.min_len))
+    if cfg.language is not None:
+        import lengen.text.analysis  # noqa: F401
+    print(f"lengen: dry run of {cfg.experiment!r}: {len(cells)} cell{'s' if len(cells) > 1 else ''} ready")
+    return 0
+
+
+def execute(cfg: ExperimentConfig, out: Path, workers: int | None, quiet: bool, force: bool = False,
+            size_check: bool = True, dry: bool = False) -> int:
     from lengen.experiment import run_experiment
     from lengen.report.protocol import excluded_models, summary_text
     from lengen.report.results import format_table
 
+    if size_check:
+        from lengen.sizes import check_sizes
+
+        check_sizes(cfg)
+    if dry:
+        return dry_run(cfg)
     n = len(cfg.cells())
     print(f"lengen: experiment {cfg.experiment!r}: {n} model{'s' if n > 1 else ''} -> {out}", flush=True)
-    rows = run_experiment(cfg, out, workers=workers, progress=not quiet)
+    rows = run_experiment(cfg, out, workers=workers, progress=not quiet, force=force)
     print()
     learned = excluded_models(rows)[0] or rows
     print(format_table(learned) + (" (models that learned)" if len(learned) < len(rows) else ""))
@@ -39,7 +76,7 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError("--quick needs an experiment file with a quick: section")
     cfg = load_experiment(path, quick=args.quick)
     out = Path(args.out) if args.out else Path("runs") / cfg.experiment
-    return execute(cfg, out, args.workers, args.quiet)
+    return execute(cfg, out, args.workers, args.quiet, args.force, not args.no_size_check, args.dry_run)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -52,4 +89,5 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                         "written to runs/<experiment>-quick by default)")
     p.add_argument("--workers", type=int, help="parallel worker processes (default: one per core)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    add_safety_flags(p)
     p.set_defaults(func=_run)

@@ -10,7 +10,9 @@ from lengen.cli.tasks import print_registry
 def _run(args: argparse.Namespace) -> int:
     import lengen.positions as positions
 
-    print_registry(positions.SCHEMES, "Position schemes (use as `model: {position: NAME, position_args: {...}}`):")
+    print_registry(positions.SCHEMES, "Position schemes (list them under `schemes:` in an experiment file, by name "
+                   "or with parameters, e.g.\n  schemes: [nope, rope, {position: fire, position_args: {hidden: 16}}]\n"
+                   "or give one to `lengen train --scheme NAME --scheme-arg KEY=VALUE`):")
     return 0
 
 

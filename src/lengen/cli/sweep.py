@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from lengen.cli.run import add_safety_flags
 from lengen.config import load_experiment
 
 
@@ -13,13 +14,22 @@ def _run(args: argparse.Namespace) -> int:
     from lengen.sweep import run_sweep
 
     cfg = load_experiment(args.file, quick=args.quick)
+    if not args.no_size_check:
+        from lengen.sizes import check_sizes
+
+        check_sizes(cfg)
+    if args.dry_run:
+        from lengen.cli.run import dry_run
+
+        return dry_run(cfg)
     out = Path(args.out) if args.out else Path("runs") / cfg.experiment
     n = len(cfg.cells())
     where = f"ray at {args.address}" if args.address else "a local ray runtime" if args.backend == "ray" else \
         "local worker processes"
     print(f"lengen: sweep {cfg.experiment!r}: {n} cell{'s' if n > 1 else ''} on {where} -> {out}", flush=True)
     rows = run_sweep(cfg, out, backend=args.backend, workers=args.workers, address=args.address,
-                     gpus_per_cell=args.gpus_per_cell, progress=not args.quiet, report=not args.no_report)
+                     gpus_per_cell=args.gpus_per_cell, progress=not args.quiet, report=not args.no_report,
+                     force=args.force)
     if not args.quiet:
         print()
         print(format_table(rows))
@@ -43,4 +53,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gpus-per-cell", type=float, default=0.0, help="ray: GPUs each cell's task requests")
     p.add_argument("--no-report", action="store_true", help="do not write report.html")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    add_safety_flags(p)
     p.set_defaults(func=_run)

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from lengen.cli.run import execute
+from lengen.cli.run import add_safety_flags, execute
 from lengen.config import parse_experiment
 from lengen.errors import ConfigError
 
@@ -47,7 +47,7 @@ def _run(args: argparse.Namespace) -> int:
         raw["train"]["threads"] = args.threads
     cfg = parse_experiment(raw, "lengen train")
     out = Path(args.out) if args.out else Path("runs") / args.name
-    return execute(cfg, out, 1, args.quiet)
+    return execute(cfg, out, 1, args.quiet, args.force, not args.no_size_check, args.dry_run)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -73,4 +73,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default="train", help="experiment name (default output folder runs/<name>)")
     p.add_argument("--out", help="output folder")
     p.add_argument("--quiet", action="store_true")
+    add_safety_flags(p)
     p.set_defaults(func=_run)

@@ -69,6 +69,11 @@ class PositionScheme(nn.Module):
         """Largest position id the scheme can represent plus one (None: unbounded)."""
         return None
 
+    def id_table(self) -> nn.Embedding | None:
+        """The learned table of one d_model vector per position id, if the scheme has one (a tied PPC
+        position head scores ids against it). Bias tables over distances (t5_bias) are not id tables."""
+        return None
+
     def check_ids(self, ids: torch.Tensor) -> None:
         """Raise a clear error for ids beyond the scheme's table (an index error otherwise)."""
         limit = self.max_position()

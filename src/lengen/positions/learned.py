@@ -30,6 +30,9 @@ class LearnedAbsolute(PositionScheme):
     def max_position(self) -> int:
         return int(self.params.max_position)
 
+    def id_table(self) -> nn.Embedding:
+        return self.table
+
     def prepare_ids(self, ids: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         if self.training and self.params.random_offset:
             return random_offsets(ids, self.params.max_position, generator)

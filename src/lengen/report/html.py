@@ -196,9 +196,9 @@ def build_report(run_dir: Path) -> str:
     env_path = run_dir / ENVIRONMENT_FILE
     run_env = json.loads(env_path.read_text(encoding="utf-8")) if env_path.is_file() else None
 
-    rows, excluded = excluded_models(rows)  # findings use only models that learned in distribution
-    if not rows:
-        raise LengenError(f"{results}: no model learned its task in distribution; nothing to report")
+    learned, excluded = excluded_models(rows)  # findings use only models that learned in distribution
+    none_learned = not learned
+    rows = learned or rows  # with none learned, the page still shows what they did, under a warning
     write_csv(run_dir / "summary.csv", summary_rows(rows))
     seeds = len({r["seed"] for r in rows})
     figures = [_img(render_accuracy_vs_length(rows), "accuracy vs evaluation length",
@@ -235,6 +235,8 @@ def build_report(run_dir: Path) -> str:
         "<h2>Conclusions</h2><ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in conclusions(rows)) + "</ul>",
         f'<p class="note">Computed from results.csv with the threshold {THRESHOLD:.2f}; chance level depends on '
         f"the task (0.50 for a binary answer).</p>",
+        *(["<p><b>No model learned its task in distribution: nothing below is a finding about length "
+           "generalization.</b></p>"] if none_learned else []),
         *_protocol_section(run_dir, rows, excluded),
         "<h2>Figures</h2>", *figures,
         *_language_section(run_dir),

@@ -39,6 +39,8 @@ class OffsetParity(Task):
     span: int | None = param(None, "largest offset from the marker; offsets spread over 1..span (None: span = k, contiguous)")
     k_min: int | None = param(None, "if set, each sample combines the first k_b offsets, k_b drawn from k_min..k "
                               "(the query token says k_b)")
+    k_tokens: int | None = param(None, "query tokens ?1..?k_tokens (None: k of them); set it to the largest k to "
+                                 "score a model trained on a range of k at one k with the same vocabulary")
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -47,6 +49,8 @@ class OffsetParity(Task):
             raise ConfigError(f"task offset_parity: k_min ({self.k_min}) must be between 1 and k ({self.k})")
         if self.span is not None and self.span < self.k:
             raise ConfigError(f"task offset_parity: span ({self.span}) is smaller than k ({self.k})")
+        if self.k_tokens is not None and self.k_tokens < self.k:
+            raise ConfigError(f"task offset_parity: k_tokens ({self.k_tokens}) must be at least k ({self.k})")
 
     @property
     def largest_offset(self) -> int:
@@ -60,7 +64,7 @@ class OffsetParity(Task):
 
     @property
     def vocab_size(self) -> int:
-        return FIRST_QUERY + self.k  # bits, marker, one query token per number of bits
+        return FIRST_QUERY + (self.k_tokens or self.k)  # bits, marker, one query token per number of bits
 
     def chance_accuracy(self) -> float:
         return 0.5
@@ -69,7 +73,7 @@ class OffsetParity(Task):
         return self.largest_offset + 1
 
     def token_names(self) -> list[str]:
-        return ["0", "1", "M", *[f"?{i}" for i in range(1, self.k + 1)]]
+        return ["0", "1", "M", *[f"?{i}" for i in range(1, (self.k_tokens or self.k) + 1)]]
 
     def sample(self, rng: np.random.Generator, batch: int, length: int) -> Batch:
         self.check_length(length)
