@@ -134,3 +134,12 @@ def test_idealized_rows_sit_beside_the_transformers(tmp_path):
     ideal = [r for r in rows if r["scheme"] == "idealized"]
     assert {(r["k"], r["eval_len"]) for r in ideal} == {(k, n) for k in (1, 2) for n in (8, 32)}
     assert all(r["accuracy"] == 1.0 and r["learned"] and r["l_star"] == 32 for r in ideal)
+
+
+def test_selection_prefers_a_model_that_learned_all_settings_but_one_over_an_untrained_one():
+    from lengen.train import selection_score
+
+    untrained = {"k=1": 0.52, "k=2": 0.5, "k=8": 0.5}
+    nearly = {"k=1": 1.0, "k=2": 1.0, "k=8": 0.48}
+    assert selection_score(nearly) > selection_score(untrained)
+    assert min(nearly.values()) < min(untrained.values())  # what a worst-setting rule would have preferred

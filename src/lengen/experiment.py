@@ -111,10 +111,11 @@ def run_cell(cell: Cell, cell_dir: Path, progress: bool = True, threads: int | N
     for setting in eval_settings(cell):
         task = cell.build_eval_task(setting)
         # the longest training length is always scored: it decides the learned flag
-        lengths = sorted(set(cell.eval.lengths) | ({cell.train.max_len} if cell.protocol else set()))
+        scored = cell.protocol and task.exact_match_protocol
+        lengths = sorted(set(cell.eval.lengths) | ({cell.train.max_len} if scored else set()))
         results = evaluate(result.model, task, lengths, cell.eval.samples, cell.eval.seed, cell.train.ids,
                            cell.eval.mode, cell.eval.restrict_ids)
-        if cell.protocol:
+        if scored:
             results = with_protocol_columns(cell, task, results)
         rows += [{**row, **setting} for row in cell_rows(cell, results, info)]
     for row in rows:

@@ -135,7 +135,8 @@ def train(cell: Cell, out_dir: Path | None = None, resume: bool = False, progres
             return TrainResult(model, step, state["train_accuracy"], state["stopped_early"], elapsed, history,
                                state.get("selected_step"), state.get("target_scores", {}))
     model.to(device)
-    monitor = TargetMonitor(cell, model, device) if cfg.stop_on == "target" or cfg.curve_every else None
+    wanted = cfg.stop_on == "target" or cfg.select == "best" or cfg.curve_every
+    monitor = TargetMonitor(cell, model, device) if wanted and task.exact_match_protocol else None
     selection = Selection.from_history(history, best)
     split = data_split(cfg.batch_size)  # None unless run under torchrun (lengen.ddp)
     step_loss = answer_loss if split is None else split.wrap(model, answer_loss)
@@ -206,7 +207,7 @@ def train(cell: Cell, out_dir: Path | None = None, resume: bool = False, progres
                     selection.offer(step, entry["target"], model)
                 if cfg.curve_every and step % cfg.curve_every == 0:
                     entry["curves"] = monitor.curves(model)
-            if cfg.stop_on == "mixture":
+            if cfg.stop_on == "mixture" or monitor is None:
                 stop_score = accuracy
             history.append(entry)
             bar.set_postfix(loss=f"{mean_loss:.3f}", acc=f"{accuracy:.3f}", target=f"{stop_score:.3f}")

@@ -68,6 +68,10 @@ class Task:
     # resumed as if they were the same task (the version is part of a cell's key); ``legacy_args``
     # rebuilds the task those older cells were trained on.
     version: ClassVar[int] = 0
+    # The protocol (lengen.monitor) scores held-out exact match: stopping, selection, curves, learned, L*.
+    # False for tasks where a whole answer is never exactly right (next-token prediction on text): they
+    # train to their budget, keep the last weights, and their rows carry no protocol columns.
+    exact_match_protocol: ClassVar[bool] = True
 
     @classmethod
     def legacy_args(cls, version: int) -> dict[str, Any]:

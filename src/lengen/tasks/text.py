@@ -48,6 +48,7 @@ class Text(Task):
                                     "unknown id (None: the tokenizer's full vocabulary)")
 
     ids_from_layout: ClassVar[bool] = True
+    exact_match_protocol: ClassVar[bool] = False  # a language model's loss is its measure (lengen.text)
 
     def __post_init__(self) -> None:
         check_tokenizer(self.tokenizer)
