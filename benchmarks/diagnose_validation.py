@@ -42,10 +42,13 @@ SETTINGS: dict[str, tuple[str, dict[str, object], float, int]] = {
 
 
 def cell_for(task: str, args: dict[str, object], lr: float, steps: int) -> Cell:
-    return Cell(experiment="diagnose-validation", task=task, task_args=dict(args), grid_values={},
+    # task version 0 (k_tokens 0: one query token) and protocol 0 (stop on the training mixture, last
+    # weights): the models behind the documented validation figures, reproduced exactly
+    return Cell(experiment="diagnose-validation", task=task, task_args={**args, "k_tokens": 0}, grid_values={},
                 scheme=SchemeSpec("nope"), seed=0, model=ModelConfig(d_model=64, n_layers=2, n_heads=4),
                 train=TrainConfig(steps=steps, batch_size=128, lr=lr, warmup=100, min_len=8, max_len=20,
-                                  target_accuracy=0.99, check_every=100, threads=1, device="cpu"),
+                                  target_accuracy=0.99, check_every=100, threads=1, device="cpu",
+                                  stop_on="mixture", select="last", curve_every=0),
                 eval=EvalConfig())
 
 

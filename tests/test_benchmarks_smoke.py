@@ -105,7 +105,8 @@ def test_evaluation_reports_time_and_memory_per_length():
 def test_default_job_runs_the_cli_and_writes_results():
     result = run_quick("default_job.py")
     assert positive(result["wall_s"]) and positive(result["cpu_s"])
-    assert result["rows"] == 2  # one cell, two evaluation lengths
+    # one cell and the idealized learner, each at two k and three lengths (24, 32, and the training length 20)
+    assert result["rows"] == 12
 
 
 def test_attention_kernels_compute_the_same_attention():

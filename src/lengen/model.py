@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lengen.errors import ConfigError
+from lengen.heads.pointer import CountPointer
 from lengen.positions import SCHEMES, Dims, PositionScheme, make_scheme
 
 NORMS = ("layernorm", "rmsnorm")
@@ -53,6 +54,10 @@ class ModelConfig:
     # anchor distances 0, +-1, +-2, +-3, +-4, +-6, +-8, +-12, +-16, ... (up to the clips) and interpolates
     # linearly between them, so rarely seen distances share what their neighbours learned
     pointer_distance: str = "exact"
+    # "counts" (lengen.heads.pointer): no per-distance parameter at all; the row scores prompt tokens by
+    # content plus the number of row-chosen candidate tokens between, before and after them in id space,
+    # so every distance is scored by the same few parameters (pointer_max_distance/back are then unused)
+    pointer_gates: int = 2  # counts: candidate classes a row can count
     pointer_feeds_token: bool = True  # pointer: the token head also reads the pointed-at prompt states
     # pointer: what prompt tokens are scored (and read) by: their final hidden states ("hidden") or
     # their token embeddings alone ("embed": the same for every length, so nothing drifts with length)
@@ -78,9 +83,11 @@ class ModelConfig:
                               f"{self.position_head_kind!r}")
         if self.position_head_kind == "pointer" and self.position_head_tied:
             raise ConfigError("model: position_head_tied applies to position_head_kind 'classes' only")
-        if self.pointer_distance not in ("exact", "interpolated"):
-            raise ConfigError(f"model: pointer_distance must be 'exact' or 'interpolated', got "
+        if self.pointer_distance not in ("exact", "interpolated", "counts"):
+            raise ConfigError(f"model: pointer_distance must be 'exact', 'interpolated' or 'counts', got "
                               f"{self.pointer_distance!r}")
+        if self.pointer_gates < 1:
+            raise ConfigError(f"model: pointer_gates must be >= 1, got {self.pointer_gates}")
         if self.pointer_keys not in ("hidden", "embed"):
             raise ConfigError(f"model: pointer_keys must be 'hidden' or 'embed', got {self.pointer_keys!r}")
         if self.pointer_max_distance < 1 or (self.pointer_max_back is not None and self.pointer_max_back < 1):
@@ -221,12 +228,16 @@ class Transformer(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.norm = make_norm(cfg)
         self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
-        self.position_head: nn.Linear | None = None
+        self.position_head: nn.Module | None = None
         self.position_classes = 0
         self.pointer_key: nn.Linear | None = None
         self.pointer_value: nn.Linear | None = None
         self.pointer_bias: nn.Embedding | None = None
-        if cfg.position_head and cfg.position_head_kind == "pointer":
+        if cfg.position_head and cfg.position_head_kind == "pointer" and cfg.pointer_distance == "counts":
+            self.position_head = CountPointer(cfg.d_model, cfg.pointer_gates)
+            if cfg.pointer_feeds_token:
+                self.pointer_value = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+        elif cfg.position_head and cfg.position_head_kind == "pointer":
             self.position_head = nn.Linear(cfg.d_model, cfg.d_model, bias=False)  # pointer queries
             self.pointer_key = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
             back = cfg.pointer_max_back or cfg.pointer_max_distance
@@ -308,7 +319,7 @@ class Transformer(nn.Module):
     @property
     def pointer(self) -> bool:
         """True for a PPC model whose position head points at prompt tokens."""
-        return self.pointer_key is not None
+        return self.cfg.position_head and self.cfg.position_head_kind == "pointer"
 
     def pointer_memory(self, prompt_hidden: torch.Tensor, prompt: torch.Tensor) -> torch.Tensor:
         """What a pointer head scores and reads for each prompt token, [B, P, d_model]."""
@@ -320,6 +331,8 @@ class Transformer(nn.Module):
 
         ``memory`` [B, P, d_model] is ``pointer_memory`` of the prompt.
         """
+        if isinstance(self.position_head, CountPointer):
+            return self.position_head(rows, row_ids, memory, prompt_ids)
         if self.position_head is None or self.pointer_key is None or self.pointer_bias is None:
             raise ConfigError("model: pointer_scores needs position_head_kind 'pointer'")
         q, k = self.position_head(rows), self.pointer_key(memory)

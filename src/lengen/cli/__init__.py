@@ -14,7 +14,7 @@ import threading
 
 from lengen.errors import LengenError
 
-COMMANDS = ["run", "sweep", "train", "tasks", "schemes", "report", "zoo_report", "diagnose"]
+COMMANDS = ["run", "sweep", "train", "tasks", "schemes", "report", "zoo_report", "diagnose", "check"]
 
 
 def build_parser() -> argparse.ArgumentParser:

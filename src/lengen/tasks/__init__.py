@@ -12,6 +12,7 @@ from lengen.tasks import (  # noqa: F401  (registers the tasks)
     duplicate_string,
     even_pairs,
     filter_copy,
+    filter_reverse,
     interlocked_pairing,
     missing_duplicate,
     modular_arithmetic,
@@ -24,7 +25,10 @@ from lengen.tasks import (  # noqa: F401  (registers the tasks)
     sort,
     sparse_parity,
     squeeze,
+    squeeze_reverse,
+    stable_partition,
     stack_manipulation,
+    successor_walk,
     text,
     variable_tracking,
 )

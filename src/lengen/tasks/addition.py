@@ -51,6 +51,21 @@ def _digits(rng: np.random.Generator, batch: int, n: int, base: int = 10) -> np.
     return d
 
 
+def _all_carry(rng: np.random.Generator, batch: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two n-digit numbers whose sum carries into every column: the carry chain spans the whole answer."""
+    a = rng.integers(0, 10, size=(batch, n))
+    a[:, 0] = rng.integers(1, 10, size=batch)  # ones: a_0 + b_0 >= 10
+    b = 9 - a
+    b[:, 0] = 10 - a[:, 0] + rng.integers(0, a[:, 0])  # 10 - a_0 .. 9
+    if n > 1:  # no leading zeros: the top digits are 1..8 and sum to 9
+        a[:, -1] = rng.integers(1, 9, size=batch)
+        b[:, -1] = 9 - a[:, -1]
+    else:
+        a[:, 0] = rng.integers(1, 10, size=batch)
+        b[:, 0] = 10 - a[:, 0] + rng.integers(0, a[:, 0])
+    return a, b
+
+
 @register_task("addition")
 @dataclass
 class Addition(Task):
@@ -61,6 +76,9 @@ class Addition(Task):
                                       "one's length (Cho et al. 2024): every significance then has two digits")
     id_layout: str = param("local", "coupled ids of '+' and '=': 'local' (each answer digit is read one id "
                                     "step from the token before it, see the module doc) or 'legacy'")
+    operands: str = param("mixed", "'mixed': the shorter operand has 1..n digits; 'exact': both have exactly n "
+                                   "digits (Cho et al.'s test set); 'all_carry': both n digits and a carry "
+                                   "into every column (ones digits sum to >= 10, every other column to 9)")
 
     multi_token: ClassVar[bool] = True
     ids_from_layout: ClassVar[bool] = True
@@ -74,6 +92,9 @@ class Addition(Task):
     def __post_init__(self) -> None:
         if self.id_layout not in ("local", "legacy"):
             raise ConfigError(f"task addition: id_layout must be 'local' or 'legacy', got {self.id_layout!r}")
+        if self.operands not in ("mixed", "exact", "all_carry"):
+            raise ConfigError(f"task addition: operands must be 'mixed', 'exact' or 'all_carry', got "
+                              f"{self.operands!r}")
 
     @property
     def vocab_size(self) -> int:
@@ -88,9 +109,14 @@ class Addition(Task):
     def sample(self, rng: np.random.Generator, batch: int, length: int) -> Batch:
         self.check_length(length)
         n = length
-        short = int(rng.integers(1, n + 1))
-        na, nb = (n, short) if rng.random() < 0.5 else (short, n)
-        a, b = _digits(rng, batch, na, self.base), _digits(rng, batch, nb, self.base)  # least significant first
+        if self.operands == "mixed":
+            short = int(rng.integers(1, n + 1))
+            na, nb = (n, short) if rng.random() < 0.5 else (short, n)
+            a, b = _digits(rng, batch, na, self.base), _digits(rng, batch, nb, self.base)  # least significant first
+        else:
+            na = nb = n
+            a, b = (_digits(rng, batch, n, self.base), _digits(rng, batch, n, self.base)) \
+                if self.operands == "exact" else _all_carry(rng, batch, n)
         pa, pb = np.zeros((batch, n + 1), np.int64), np.zeros((batch, n + 1), np.int64)
         pa[:, :na], pb[:, :nb] = a, b
         if self.pad_operands:  # leading zeros; the numbers and the sum are unchanged

@@ -33,12 +33,15 @@ class FilterCopy(Seq2SeqTask):
         if not 0 < self.keep_fraction <= 1:
             raise ConfigError(f"task filter_copy: keep_fraction must be in (0, 1], got {self.keep_fraction}")
 
-    def output_count(self, length: int) -> int:
+    def kept_count(self, length: int) -> int:
         return max(1, round(self.keep_fraction * length))
+
+    def output_count(self, length: int) -> int:
+        return self.kept_count(length)
 
     def inputs(self, rng: np.random.Generator, batch: int, length: int) -> np.ndarray:
         x = rng.integers(self.keep, self.symbols, size=(batch, length))
-        kept = random_subsets(rng, batch, length, self.output_count(length))
+        kept = random_subsets(rng, batch, length, self.kept_count(length))
         np.put_along_axis(x, kept, rng.integers(0, self.keep, size=kept.shape), axis=1)
         return x
 
