@@ -56,7 +56,9 @@ def execute(cfg: ExperimentConfig, out: Path, workers: int | None, quiet: bool, 
     rows = run_experiment(cfg, out, workers=workers, progress=not quiet, force=force)
     print()
     learned = excluded_models(rows)[0] or rows
-    print(format_table(learned) + (" (models that learned)" if len(learned) < len(rows) else ""))
+    if len(learned) < len(rows):
+        print("(models that learned in distribution only)")
+    print(format_table(learned))
     summary = summary_text(rows)
     if summary:
         print("\n" + summary)

@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from lengen.io import atomic_write_bytes  # noqa: E402
 from lengen.report.aggregate import summary_by_series  # noqa: E402
-from lengen.report.results import label_columns  # noqa: E402
+from lengen.report.results import display_lengths, label_columns  # noqa: E402
 
 
 def _png(fig: Any) -> bytes:
@@ -55,9 +55,7 @@ def render_accuracy_vs_length(rows: Sequence[dict[str, Any]], value: str = "accu
     ax.text(train_max, 0.02, " longest training length", color="gray", fontsize=8)
     ax.set_xscale("log", base=2)
     ticks = sorted({int(r["eval_len"]) for r in rows})
-    if len(ticks) > 10:  # a fine grid: label the training length and its doublings only
-        ticks = [n for n in ticks if n == train_max or (n % train_max == 0 and (n // train_max) & (n // train_max - 1) == 0)] \
-            or ticks[:: max(1, len(ticks) // 8)]
+    ticks = display_lengths(ticks, train_max)  # a fine grid: the lengths nearest the training length's doublings
     ax.set_xticks(ticks, [str(n) for n in ticks])
     ax.minorticks_off()
     ax.set_xlabel("evaluation length")
@@ -132,14 +130,22 @@ def render_curves(curves: Sequence[dict[str, Any]], train_max: int) -> bytes | N
     settings = sorted({c["setting"] for c in curves}, key=lambda s: [_order(p) for p in s.replace("=", " ").split()])
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2), sharey=True, squeeze=False)
     for ax, length in zip(axes[0], panels, strict=True):
-        for setting in settings:
+        for i, setting in enumerate(settings):
+            color = f"C{i % 10}"
+            mine = [c for c in curves if c["setting"] == setting and c["eval_len"] == length]
+            cells = sorted({c["cell"] for c in mine})
             points: dict[int, list[float]] = {}
-            for c in curves:
-                if c["setting"] == setting and c["eval_len"] == length:
-                    points.setdefault(c["step"], []).append(c["value"])
-            if points:
-                steps = sorted(points)
-                ax.plot(steps, [sum(points[t]) / len(points[t]) for t in steps], marker=".", ms=3, label=setting)
+            for cell in cells:  # each cell thin, so early stops stay visible
+                own = sorted((c["step"], c["value"]) for c in mine if c["cell"] == cell)
+                ax.plot([p[0] for p in own], [p[1] for p in own], color=color, lw=0.6, alpha=0.3)
+                for step, value in own:
+                    points.setdefault(step, []).append(value)
+            # the mean only where most cells were still training: a step only one early-stopped cell
+            # reached would otherwise show that one cell as the mean
+            steps = sorted(t for t in points if 2 * len(points[t]) >= len(cells))
+            if steps:
+                ax.plot(steps, [sum(points[t]) / len(points[t]) for t in steps], color=color, marker=".", ms=3,
+                        label=setting)
         name = f"L={train_max} (stopping)" if length is None else f"L={length} ({length // max(1, train_max)}x)"
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("training step")

@@ -20,7 +20,7 @@ KEY_COLUMNS = ["experiment", "task", "scheme", "k", "window", "seed", "train_min
 # per-row measurements, never used to tell series apart
 METRIC_COLUMNS = {"exact_match", "token_accuracy", "position_accuracy", "train_steps", "train_accuracy", "stopped_early", "train_wall_s",
                   "eval_wall_s", "cell", "chance", "in_dist_accuracy", "learned", "l_star", "selected_step",
-                  "eval_mode", "oracle_ids"}
+                  "eval_mode", "oracle_ids", "selector"}
 
 
 def write_csv(path: Path, rows: Sequence[dict[str, Any]], first: Sequence[str] = KEY_COLUMNS) -> None:
