@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from common import emit, machine, median
 
-from lengen.config import TrainConfig, default_experiment_path, load_experiment
+from lengen.config import TrainConfig
+from lengen.config_parse import default_experiment_path, load_experiment
 from lengen.tasks import TASKS, Task, make_task
 from lengen.train import train
 

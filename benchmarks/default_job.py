@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 from common import emit, machine
 
-from lengen.config import default_experiment_path
+from lengen.config_parse import default_experiment_path
 
 TARGET_S = 600.0
 LAUNCH = "import sys; from lengen.cli import main; sys.exit(main())"

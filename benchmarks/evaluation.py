@@ -21,7 +21,7 @@ import time
 import torch
 from common import emit, machine
 
-from lengen.config import default_experiment_path, load_experiment
+from lengen.config_parse import default_experiment_path, load_experiment
 from lengen.evaluate import eval_batch_size, evaluate_length
 from lengen.model import Transformer
 

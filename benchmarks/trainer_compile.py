@@ -31,7 +31,8 @@ from typing import Any
 import torch
 from common import emit, machine, median
 
-from lengen.config import Cell, default_experiment_path, load_experiment
+from lengen.config import Cell
+from lengen.config_parse import default_experiment_path, load_experiment
 from lengen.tasks import Task
 from lengen.train import train
 

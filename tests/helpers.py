@@ -2,7 +2,8 @@
 
 from typing import Any
 
-from lengen.config import Cell, parse_experiment
+from lengen.config import Cell
+from lengen.config_parse import parse_experiment
 
 
 def tiny_experiment(**overrides: Any) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from lengen.cli import main
-from lengen.config import default_experiment_path, load_experiment
+from lengen.config_parse import default_experiment_path, load_experiment
 from lengen.report.results import KEY_COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,7 +81,7 @@ def test_cells_written_under_an_older_key_are_adopted_not_rerun(tmp_path):
 
     from helpers import tiny_experiment
 
-    from lengen.config import parse_experiment
+    from lengen.config_parse import parse_experiment
     from lengen.experiment import run_experiment
 
     cfg = parse_experiment(tiny_experiment(train={"steps": 20}))

@@ -6,7 +6,8 @@ import pytest
 from helpers import tiny_experiment
 
 from lengen.cli import main
-from lengen.config import Cell, load_experiment, parse_experiment
+from lengen.config import Cell
+from lengen.config_parse import load_experiment, parse_experiment
 from lengen.errors import ConfigError
 
 

@@ -19,7 +19,7 @@ import yaml
 from helpers import tiny_experiment
 
 from lengen.checkpoint import load_model
-from lengen.config import parse_experiment
+from lengen.config_parse import parse_experiment
 from lengen.distributed import DataSplit
 from lengen.train import train
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from lengen.config import load_experiment, parse_experiment
+from lengen.config_parse import load_experiment, parse_experiment
 from lengen.diagnose.ablation import AblationConfig
 from lengen.diagnose.sources import ModelHandle, lengen_handle
 from lengen.errors import ConfigError

@@ -5,7 +5,7 @@ import pytest
 import torch
 from helpers import tiny_experiment
 
-from lengen.config import parse_experiment
+from lengen.config_parse import parse_experiment
 from lengen.errors import ConfigError, LengenError
 from lengen.evaluate import evaluate, generation_inputs
 from lengen.generate import generate

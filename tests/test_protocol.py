@@ -7,7 +7,8 @@ import csv
 import pytest
 from helpers import tiny_experiment
 
-from lengen.config import Cell, parse_experiment
+from lengen.config import Cell
+from lengen.config_parse import parse_experiment
 from lengen.experiment import run_experiment
 from lengen.measures import l_star, l_star_threshold
 from lengen.report.protocol import excluded_models, l_star_rows, spearman

@@ -19,7 +19,7 @@ import lengen.experiment
 import lengen.io
 from lengen.checkpoint import MODEL_FILE, first_mismatch, save_checkpoint
 from lengen.cli import main
-from lengen.config import parse_experiment
+from lengen.config_parse import parse_experiment
 from lengen.errors import ConfigError, LengenError
 from lengen.experiment import run_experiment
 from lengen.model import ModelConfig, Transformer

@@ -12,7 +12,7 @@ import yaml
 from helpers import tiny_experiment
 
 from lengen.cli import main
-from lengen.config import parse_experiment
+from lengen.config_parse import parse_experiment
 from lengen.errors import LengenError
 from lengen.report.results import read_csv
 from lengen.sweep import check_reachable, run_sweep

@@ -9,7 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lengen.config import Cell, EvalConfig, SchemeSpec, TrainConfig, parse_experiment
+from lengen.config import Cell, EvalConfig, SchemeSpec, TrainConfig
+from lengen.config_parse import parse_experiment
 from lengen.errors import ConfigError, LengenError
 from lengen.model import ModelConfig, Transformer
 from lengen.positions.pose import pose_ids

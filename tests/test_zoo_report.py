@@ -99,7 +99,7 @@ def test_report_of_a_run_where_nothing_learned(tmp_path):
 
 
 def test_full_run_estimate_scales_per_step_times(tmp_path):
-    from lengen.config import parse_experiment
+    from lengen.config_parse import parse_experiment
     from lengen.report.zoo import estimate_full_run
 
     for task, per_step in (("copy", 0.1), ("parity_check", 0.2)):

@@ -16,8 +16,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from lengen.config import Cell
 from lengen.errors import LengenError
 from lengen.io import atomic_write_json, fsync_dir, fsync_file
+from lengen.model import Transformer
+from lengen.tasks import Task
 
 MODEL_FILE, OPTIM_FILE, STATE_FILE = "model.safetensors", "optimizer.safetensors", "state.json"
 BEST_FILE = "best.safetensors"  # the weights model selection kept (lengen.train.Selection), if any
@@ -125,17 +128,14 @@ def load_optimizer(path: Path, optimizer: torch.optim.Optimizer, state: dict[str
 
 @dataclass
 class LoadedModel:
-    model: Any  # lengen.model.Transformer
-    task: Any  # lengen.tasks.Task
-    cell: Any  # lengen.config.Cell
+    model: Transformer
+    task: Task
+    cell: Cell
     step: int
 
 
 def load_model(path: str | Path) -> LoadedModel:
     """Load a trained lengen model from a cell folder or a checkpoint folder (eval mode, CPU)."""
-    from lengen.config import Cell
-    from lengen.model import Transformer
-
     path = Path(path)
     if not path.exists():
         raise LengenError(f"model folder not found: {path}")

@@ -1,4 +1,8 @@
-"""Experiment files: parsed with yaml.safe_load, validated up front, expanded into cells.
+"""The experiment schema: the dataclasses an experiment file becomes, and their expansion into cells.
+
+Reading a file is ``lengen.config_parse`` (``load_experiment``, ``parse_experiment``); ``--quick`` is
+``lengen.config_quick``; the checks across sections (tasks, lengths, schemes, the language analysis)
+are ``lengen.config_rules``. This module imports none of them, so every layer can use the schema.
 
 An experiment is a grid: schemes x seeds x (the cartesian product of the task parameters in
 ``grid``). Each cell trains one model and evaluates it on every evaluation length.
@@ -21,17 +25,11 @@ import hashlib
 import itertools
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 from lengen.errors import ConfigError
 from lengen.model import ModelConfig
-from lengen.positions import Dims, make_scheme
 from lengen.tasks import TASKS, Task, make_task
-from lengen.validate import build, check_keys, check_mapping, check_name, check_value, short_repr
-from lengen.yaml_input import load_yaml
 
 IDS = ("plain", "coupled")
 MAX_THREADS = 4096  # torch refuses absurd thread counts only when a cell starts
@@ -313,29 +311,6 @@ class LanguageConfig:
     seed: int = 12345
     bin: int = 16  # positions per point in the loss-vs-position plot
 
-    def validate(self, cfg: ExperimentConfig) -> None:
-        labels = [s.label for s in cfg.schemes]
-        if self.reference not in labels:
-            raise ConfigError(f"language: reference {self.reference!r} is not a scheme label; labels: {', '.join(labels)}")
-        if len(labels) < 2:
-            raise ConfigError("language: needs at least one scheme besides the reference")
-        spec = cfg.schemes[labels.index(self.reference)]
-        ref_len = spec.train.get("max_len", cfg.train.max_len)
-        if ref_len < self.context:
-            raise ConfigError(f"language: the reference {self.reference} trains on {ref_len} tokens but must see the "
-                              f"whole context of {self.context} (set its train: {{max_len: {self.context}}})")
-        if any(spec.task != "text" for spec in cfg.task_specs()):
-            raise ConfigError("language: the analysis needs task text")
-        near = self.near_context(cfg)
-        if near < 1 or self.context < near + 2:
-            raise ConfigError(f"language: context {self.context} must exceed near context + 1 = {near + 1}")
-        if self.windows < 1 or self.few < 1 or self.replacements < 1 or self.bin < 1:
-            raise ConfigError("language: windows, few, replacements and bin must be >= 1")
-        if self.seed < 0:
-            raise ConfigError(f"language: seed must be >= 0, got {self.seed}")
-        if not 0 < self.share <= 1 or self.min_effect < 0:
-            raise ConfigError(f"language: share must be in (0, 1] and min_effect >= 0, got {self.share}, {self.min_effect}")
-
     def near_context(self, cfg: ExperimentConfig) -> int:
         return self.near if self.near is not None else cfg.train.max_len - 1
 
@@ -405,211 +380,7 @@ class ExperimentConfig:
         }
 
 
-TOP_KEYS = {"experiment", "description", "task", "task_args", "grid", "schemes", "seeds", "model", "train",
-            "eval", "workers", "tasks", "language", "quick", "idealized"}
-
-
-MODEL_ONLY_IN_SCHEMES = {"position": "set position schemes under 'schemes'",
-                         "position_args": "set position schemes under 'schemes'"}
-NOT_SETTABLE = ("position", "position_args", "vocab_size")  # filled in from the scheme and the task
-
-
-def parse_experiment(raw: Any, source: str = "experiment") -> ExperimentConfig:
-    """Validate a parsed experiment mapping; every problem is one ConfigError line."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: an experiment file must be a mapping of keys, got {type(raw).__name__}")
-    check_keys(raw, sorted(TOP_KEYS), source)
-    name = raw.get("experiment", "experiment")
-    check_value(f"{source}: experiment", name, str)
-    check_value(f"{source}: description", raw.get("description", ""), str)
-    check_value(f"{source}: task", raw.get("task", ""), str)
-    check_name(name, f"{source}: experiment")
-    tasks = _parse_tasks(raw.get("tasks"), source)
-    if "task" not in raw and not tasks:
-        raise ConfigError(f"{source}: missing key 'task' (`lengen tasks` lists the {len(TASKS.names())} tasks)")
-    if "task" in raw and tasks:
-        raise ConfigError(f"{source}: give either 'task' or 'tasks', not both")
-    if not tasks:
-        TASKS.get_class(raw["task"])
-    task_args = raw.get("task_args") or {}
-    for key in ("grid", "schemes"):  # an explicitly empty grid is a mistake, not a request for defaults
-        if key in raw and raw[key] is not None and not raw[key]:
-            raise ConfigError(f"{source}: {key} is empty (list what to vary, e.g. "
-                              f"{'grid: {k: [1, 2]}' if key == 'grid' else 'schemes: [nope, rope]'}, or leave the key out)")
-    grid = raw.get("grid") or {}
-    check_value(f"{source}: task_args", task_args, dict[str, Any])
-    check_value(f"{source}: grid", grid, dict[str, Any])
-    for key, values in grid.items():
-        if not isinstance(values, list) or not values:
-            raise ConfigError(f"{source}: grid.{key}: expected a non-empty list, got {short_repr(values)}")
-    schemes = []
-    check_value(f"{source}: schemes", raw.get("schemes") or [], list[Any])
-    for i, s in enumerate(raw.get("schemes") or ["nope"]):
-        where = f"{source}: schemes[{i}]"
-        if isinstance(s, str):
-            schemes.append(SchemeSpec(s))
-        elif isinstance(s, dict):
-            schemes.append(build(SchemeSpec, s, where))
-        else:
-            raise ConfigError(f"{where}: expected a scheme name or a mapping, got {short_repr(s)}")
-        check_mapping(ModelConfig, schemes[-1].model, f"{where}.model", NOT_SETTABLE, MODEL_ONLY_IN_SCHEMES)
-        check_mapping(TrainConfig, schemes[-1].train, f"{where}.train")
-    labels = [s.label for s in schemes]
-    if len(set(labels)) != len(labels):
-        raise ConfigError(f"{source}: scheme labels must be unique, got {labels}")
-    seeds = raw.get("seeds", [0])
-    check_value(f"{source}: seeds", seeds, list[int])
-    if not seeds:
-        raise ConfigError(f"{source}: seeds is empty")
-    if any(seed < 0 for seed in seeds):
-        raise ConfigError(f"{source}: seeds: every seed must be >= 0, got {short_repr(seeds)}")
-    model = check_mapping(ModelConfig, raw.get("model"), f"{source}: model", NOT_SETTABLE, MODEL_ONLY_IN_SCHEMES)
-    workers = raw.get("workers")
-    check_value(f"{source}: workers", workers, int | None)
-    if workers is not None and workers < 1:
-        raise ConfigError(f"{source}: workers: must be >= 1, got {workers}")
-    idealized = raw.get("idealized")
-    check_value(f"{source}: idealized", idealized, int | None)
-    if idealized is not None and idealized < 1:
-        raise ConfigError(f"{source}: idealized: must be a positive number of training samples, got {idealized}")
-    cfg = ExperimentConfig(
-        idealized=idealized,
-        experiment=name,
-        description=raw.get("description", ""),
-        task=raw["task"] if not tasks else tasks[0].task,
-        task_args=task_args,
-        tasks=tasks,
-        grid=grid,
-        schemes=schemes,
-        seeds=seeds,
-        model=model,
-        train=build(TrainConfig, raw.get("train"), f"{source}: train"),
-        eval=build(EvalConfig, raw.get("eval"), f"{source}: eval"),
-        workers=workers,
-    )
-    if raw.get("language") is not None:
-        cfg.language = build(LanguageConfig, raw["language"], f"{source}: language")
-    validate_experiment(cfg)
-    return cfg
-
-
-def _parse_tasks(raw: Any, source: str) -> list[TaskSpec]:
-    if raw is None:
-        return []
-    if not isinstance(raw, list) or not raw:
-        raise ConfigError(f"{source}: tasks: expected a non-empty list of task names or mappings, got {short_repr(raw)}")
-    out = []
-    for i, entry in enumerate(raw):
-        where = f"{source}: tasks[{i}]"
-        if isinstance(entry, str):
-            entry = {"task": entry}
-        spec = build(TaskSpec, entry, where)
-        TASKS.get_class(spec.task)
-        check_mapping(ModelConfig, spec.model, f"{where}.model", NOT_SETTABLE, MODEL_ONLY_IN_SCHEMES)
-        check_mapping(TrainConfig, spec.train, f"{where}.train")
-        check_mapping(EvalConfig, spec.eval, f"{where}.eval")
-        out.append(spec)
-    return out
-
-
-def validate_experiment(cfg: ExperimentConfig) -> None:
-    """Everything that can be checked before training: tasks, lengths, schemes, model shapes."""
-    cfg.train.validate()
-    cfg.eval.validate()
-    if cfg.language is not None:
-        cfg.language.validate(cfg)
-    for cell in cfg.cells():
-        cell.train.validate()
-        cell.eval.validate()
-        task = cell.build_task()
-        if cell.train.min_len < task.min_length():
-            raise ConfigError(
-                f"{cell.task} {cell.grid_values or cell.task_args}: train.min_len = {cell.train.min_len} is shorter "
-                f"than the task needs ({task.min_length()}; e.g. k larger than the length)"
-            )
-        for setting in eval_settings(cell):
-            eval_task = cell.build_eval_task(setting)
-            if eval_task.vocab_size != task.vocab_size:
-                raise ConfigError(f"eval.task_args {cell.eval.task_args} {setting or ''} change the vocabulary "
-                                  f"({task.vocab_size} -> {eval_task.vocab_size}); the model could not read it")
-            short = [n for n in cell.eval.lengths if n < eval_task.min_length()]
-            if short:
-                raise ConfigError(f"{cell.task} {cell.grid_values} {setting or ''}: eval lengths {short} are shorter "
-                                  f"than the task needs ({eval_task.min_length()})")
-            if cell.train.max_len < eval_task.min_length():
-                raise ConfigError(f"{cell.task} {setting}: train.max_len {cell.train.max_len} is shorter than the "
-                                  f"evaluation task needs ({eval_task.min_length()})")
-        cell.model.vocab_size = task.vocab_size
-        cell.model.validate()
-        scheme = make_scheme(cell.scheme.position, Dims(cell.model.d_model, cell.model.n_heads),
-                             **cell.scheme.position_args)
-        if cell.model.position_head and cell.model.position_head_tied and scheme.id_table() is None:
-            raise ConfigError(f"scheme {cell.scheme.label}: model.position_head_tied needs a scheme with a learned "
-                              f"id table (learned), not {cell.scheme.position}")
-        limit = scheme.max_position()
-        longest = task.max_position_id(max(cell.eval.lengths), cell.train.ids)
-        if limit is not None and longest > limit:
-            raise ConfigError(f"scheme {cell.scheme.label}: eval length {max(cell.eval.lengths)} needs position ids "
-                              f"up to ~{longest} but max_position is {limit}")
-        if limit is not None and cell.train.pose_target_length is not None and cell.train.pose_target_length > limit:
-            raise ConfigError(f"scheme {cell.scheme.label}: train.pose_target_length {cell.train.pose_target_length} "
-                              f"is beyond its max_position {limit}")
-
-
 def eval_settings(cell: Cell) -> list[dict[str, Any]]:
     """The evaluation task settings of a cell: the cartesian product of ``eval.grid`` ({} without one)."""
     keys = list(cell.eval.grid)
     return [dict(zip(keys, values, strict=True)) for values in itertools.product(*(cell.eval.grid[k] for k in keys))]
-
-
-def merge_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with ``overrides`` applied: mappings merge key by key, anything else is replaced."""
-    out = dict(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge_overrides(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def apply_quick(raw: Any, source: str) -> Any:
-    """The experiment with its ``quick:`` overrides applied (``lengen run --quick``): a smaller version of
-    the same experiment, named ``<experiment>-quick`` so that its outputs never mix with the full run's."""
-    if not isinstance(raw, dict):
-        return raw
-    quick = raw.get("quick")
-    if quick is None:
-        raise ConfigError(f"{source}: --quick needs a 'quick:' section of overrides in the experiment file")
-    if not isinstance(quick, dict):
-        raise ConfigError(f"{source}: quick must be a mapping of overrides, got {quick!r}")
-    if "quick" in quick:
-        raise ConfigError(f"{source}: quick overrides cannot contain 'quick'")
-    merged = merge_overrides({k: v for k, v in raw.items() if k != "quick"}, quick)
-    if "experiment" not in quick:
-        merged["experiment"] = f"{raw.get('experiment', 'experiment')}-quick"
-    return merged
-
-
-def load_experiment(path: str | Path, quick: bool = False) -> ExperimentConfig:
-    """Read and validate an experiment file; ``quick`` applies its ``quick:`` overrides."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"experiment file not found: {path}")
-    try:
-        raw = load_yaml(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}: not valid YAML{where}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a UTF-8 text file") from None
-    except ConfigError as e:  # an alias bomb or a recursive alias
-        raise ConfigError(f"{path}: {e}") from None
-    if quick:
-        raw = apply_quick(raw, str(path))
-    return parse_experiment(raw, str(path))
-
-
-def default_experiment_path() -> Path:
-    return Path(__file__).parent / "experiments" / "default.yaml"

@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 import yaml
 
-from lengen.config import default_experiment_path, load_experiment
+from lengen.config_parse import default_experiment_path, load_experiment
 from lengen.errors import LengenError
 from lengen.experiment import read_rows, run_cell, write_results
 from lengen.io import atomic_write_json, atomic_write_text, ensure_writable_dir

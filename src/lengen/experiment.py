@@ -45,10 +45,12 @@ from lengen.errors import LengenError
 from lengen.evaluate import evaluate
 from lengen.idealized import idealized_rows
 from lengen.io import atomic_write_json, atomic_write_text, ensure_writable_dir
+from lengen.report.html import ENVIRONMENT_FILE, environment, write_report
 from lengen.report.plots import plot_accuracy_vs_length
 from lengen.report.results import format_table, write_csv
 from lengen.rows import cell_rows, with_protocol_columns
 from lengen.run_folder import check_folder, clean_stale_temp
+from lengen.text.analysis import run_language_analysis
 from lengen.train import train
 
 ROWS_FILE = "rows.json"
@@ -266,7 +268,6 @@ def run_experiment(cfg: ExperimentConfig, out_dir: Path, workers: int | None = N
     ``out_dir`` holding a different experiment is refused (``force``: its contents are moved aside first,
     see ``lengen.run_folder``). Returns the rows of all cells, in the configuration's cell order.
     """
-    from lengen.report.html import ENVIRONMENT_FILE, environment, write_report
 
     cells = cfg.cells()
     if not cells:
@@ -333,7 +334,6 @@ def run_experiment(cfg: ExperimentConfig, out_dir: Path, workers: int | None = N
         rows += ideal
         write_results(cfg, out_dir, rows)
     if cfg.language is not None:  # after every cell: it compares all models on the same tokens
-        from lengen.text.analysis import run_language_analysis
 
         run_language_analysis(cfg, out_dir, progress)
     if report:

@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lengen.config import ExperimentConfig, parse_experiment
+from lengen.config import ExperimentConfig
+from lengen.config_parse import parse_experiment
 from lengen.errors import LengenError
 from lengen.validate import short_repr
 from lengen.yaml_input import load_yaml

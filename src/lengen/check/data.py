@@ -24,6 +24,7 @@ import numpy as np
 
 from lengen.errors import LengenError
 from lengen.text.corpus import NAMED_CORPORA, read_documents, split_documents
+from lengen.text.tokenizers import gpt2_tokenizer
 
 SUFFIXES = (".txt", ".jsonl", ".ndjson", ".csv")
 TOKENIZERS = ("gpt2", "bytes")
@@ -170,8 +171,6 @@ def text_encoder(name: str) -> tuple[Callable[[str], list[int]], int, int]:
     if name == "bytes":
         return (lambda s: list(s.encode("utf-8"))), 256, 257
     if name == "gpt2":
-        from lengen.diagnose.sources import gpt2_tokenizer
-
         tok = gpt2_tokenizer()
         return tok.encode, tok.separator[0], tok.vocab_size
     raise LengenError(f"unknown tokenizer {name!r}; known: {', '.join(TOKENIZERS)}")

@@ -11,6 +11,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from lengen.text.length_eval import token_losses
+
 LastLogprobs = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (tokens [B,T], ids [B,T]) -> [B, V]
 WindowLosses = Callable[[torch.Tensor], torch.Tensor]  # windows [W, C] -> loss of tokens 1..C-1, [W, C-1]
 
@@ -35,8 +37,6 @@ def lengen_lm(model: Any, description: str = "lengen reference", context: int | 
 
     @torch.no_grad()
     def window_losses(windows: torch.Tensor) -> torch.Tensor:
-        from lengen.text.length_eval import token_losses
-
         return token_losses(model, windows)
 
     return LM(last_logprobs, window_losses, description, context)

@@ -19,12 +19,17 @@ import torch
 
 from lengen.check import data as D
 from lengen.check.dependence import Dependence, DependenceConfig, measure_many
+from lengen.check.existing import load_hf, variant_losses
 from lengen.check.lm import LM, hf_lm, lengen_lm, target_logprob
 from lengen.check.position_loss import bootstrap_ci, edges_for, range_means, ranges_table
+from lengen.check.report import write_report
 from lengen.check.shorttrain import SmallLM, train_small
+from lengen.check.synthetic import synthetic_documents
 from lengen.check.verdict import decide
 from lengen.errors import LengenError
 from lengen.io import atomic_write_json, ensure_writable_dir
+from lengen.text.length_eval import near_context_losses
+from lengen.text.tokenizers import hf_text_tokenizer
 
 SMALL_VOCAB = 2048  # ids kept for the small lengen models (the rest share one unknown id)
 DAMAGE = 0.1  # nats: a token "needs context beyond N" when truncating to N costs more than this
@@ -93,8 +98,6 @@ class Folder:
 
 def _documents(s: CheckSettings, n: int) -> D.Documents:
     if s.synthetic:
-        from lengen.check.synthetic import synthetic_documents
-
         return synthetic_documents(s.synthetic, n, tokens=s.max_tokens or 200_000, seed=s.seed)
     if not s.data:
         raise LengenError("give DATA or --synthetic KIND")
@@ -105,8 +108,6 @@ def _streams(docs: D.Documents, s: CheckSettings, tokenizer: Any, model_vocab: i
     if docs.is_ids:
         return D.tokenize(docs, None, 0, model_vocab, "ids")
     if tokenizer is not None:
-        from lengen.diagnose.sources import hf_text_tokenizer
-
         tok = hf_text_tokenizer(tokenizer)
         streams = D.tokenize(docs, tok.encode, tok.separator[0], max(model_vocab, tok.vocab_size), tok.name)
     else:
@@ -221,7 +222,6 @@ def _train_all(streams: D.TokenStreams, vocab: int, n: int, plan: Plan, folder: 
 def step2(models: dict[str, tuple[Any, dict[str, float]]], streams: D.TokenStreams, n: int, plan: Plan,
           folder: Folder, seed: int) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Loss by position to 8N of every model, and of the same tokens read with their last N only."""
-    from lengen.text.length_eval import near_context_losses
 
     windows = _samples(streams.validation, plan.eval_windows, 8 * n + 1, seed + 1)
     cached = folder.load("step2_losses.json") or {}
@@ -250,7 +250,6 @@ def step3(model: Any, streams: D.TokenStreams, n: int, plan: Plan, folder: Folde
           progress: bool) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The user's model to 2N as is and with each RoPE scaling; the rise at [N, 2N) is against the
     unchanged model reading each token's last N tokens, at every ``stride``-th position (cost)."""
-    from lengen.check.existing import variant_losses
 
     windows = _samples(streams.validation, plan.existing_windows, 2 * n + 1, seed + 2)
     cached = {k: np.asarray(v) for k, v in (folder.load("step3_losses.json") or {}).items()}
@@ -305,8 +304,6 @@ def run_check(s: CheckSettings, out: Path, progress: bool = True, plan: Plan | N
     declared = None
     description = None
     if s.model:
-        from lengen.check.existing import load_hf
-
         hf, tokenizer, declared, description = load_hf(s.model)
     n = s.context or declared or 64
     folder = Folder(out, {**s.identity(), "context_used": n, "plan": asdict(plan)})
@@ -337,7 +334,6 @@ def run_check(s: CheckSettings, out: Path, progress: bool = True, plan: Plan | N
         "step1": s1, "step2": s2, "step3": s3, "costs": costs(models, n, vocab_model or None),
         "settings": s.identity(), "plan": asdict(plan), "wall_s": time.perf_counter() - t0,
     }
-    from lengen.check.report import write_report
 
     write_report(folder.out, summary, dep, losses2, near2, losses3)
     folder.save("summary.json", summary)

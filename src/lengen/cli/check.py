@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import torch
+
+from lengen.check.run import CheckSettings, run_check
+
 
 def _run(args: argparse.Namespace) -> int:
-    import torch
-
-    from lengen.check.run import CheckSettings, run_check
-
     # one thread: tiny models train faster on one thread than on two here (docs/../anchors: 42k vs 8k tokens/s)
     torch.set_num_threads(args.threads or 1)
     settings = CheckSettings(data=args.data, synthetic=args.synthetic, field=args.field, model=args.model,

@@ -7,9 +7,17 @@ import json
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
+from lengen.diagnose.ablation import AblationConfig, truncation_grid
+from lengen.diagnose.report import Thresholds, verdict, write_report
+from lengen.diagnose.run import RunSettings, run_diagnosis, summarize
+from lengen.diagnose.sources import load_model, pick_tokenizer, task_queries, text_queries
 from lengen.errors import LengenError
+from lengen.io import atomic_write_text, ensure_writable_dir
+from lengen.tasks import TASKS, make_task
+from lengen.text.corpus import read_texts
 
 
 def _task_args(pairs: list[str]) -> dict[str, Any]:
@@ -24,23 +32,12 @@ def _task_args(pairs: list[str]) -> dict[str, Any]:
 
 def with_task_args(task: Any, overrides: dict[str, Any]) -> Any:
     """The same task with some parameters changed (validated as any task parameter is)."""
-    from lengen.tasks import TASKS, make_task
 
     current = {p.name: getattr(task, p.name) for p in TASKS.params(task.name)}
     return make_task(task.name, **{**current, **overrides})
 
 
 def _run(args: argparse.Namespace) -> int:
-    import torch
-
-    from lengen.diagnose.ablation import AblationConfig
-    from lengen.diagnose.report import Thresholds, write_report
-    from lengen.diagnose.run import RunSettings, run_diagnosis, summarize
-    from lengen.diagnose.sources import load_model, pick_tokenizer, task_queries, text_queries
-    from lengen.io import atomic_write_text, ensure_writable_dir
-    from lengen.tasks import make_task
-    from lengen.text.corpus import read_texts
-
     if args.threads:
         torch.set_num_threads(args.threads)
     sources = [x for x in (args.text, args.jsonl) if x]
@@ -110,7 +107,6 @@ def _run(args: argparse.Namespace) -> int:
                      "predictions)")
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     md, html_path = write_report(out, summary, state["records"], title, th, notes)
-    from lengen.diagnose.report import verdict
 
     head, why = verdict(summary, th)
     print(f"{head}\n{why}")
@@ -125,8 +121,6 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _grid(window: int) -> list[int]:
-    from lengen.diagnose.ablation import truncation_grid
-
     return [m for m in truncation_grid(window) if m < window]
 
 

@@ -6,11 +6,10 @@ import argparse
 from pathlib import Path
 
 from lengen.errors import LengenError
+from lengen.report.html import write_report
 
 
 def _run(args: argparse.Namespace) -> int:
-    from lengen.report.html import write_report
-
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
         raise LengenError(f"run folder not found: {run_dir}")

@@ -5,8 +5,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lengen.config import ExperimentConfig, default_experiment_path, load_experiment
+import numpy as np
+
+# modules, not functions: tests replace experiment.run_experiment and sizes.check_sizes
+from lengen import experiment, sizes
+from lengen.config import ExperimentConfig
+from lengen.config_parse import default_experiment_path, load_experiment
 from lengen.errors import ConfigError
+from lengen.report.protocol import excluded_models, summary_text
+from lengen.report.results import format_table
+from lengen.text.analysis import FOLDER
 
 
 def add_safety_flags(p: argparse.ArgumentParser) -> None:
@@ -24,36 +32,23 @@ def add_safety_flags(p: argparse.ArgumentParser) -> None:
 def dry_run(cfg: ExperimentConfig) -> int:
     """Everything a run does before its first training step, without writing: catches a missing optional
     dependency (a tokenizer, a corpus) in seconds (.ci/install_smoke uses it on fresh installs)."""
-    import numpy as np
-
-    import lengen.experiment  # noqa: F401 - the modules every run imports
-    import lengen.report.html  # noqa: F401
-
     cells = cfg.cells()
     for cell in cells:
         for task in (cell.build_task(), cell.build_eval_task()):
             task.sample(np.random.default_rng(0), 1, max(task.min_length(), cell.train.min_len))
-    if cfg.language is not None:
-        import lengen.text.analysis  # noqa: F401
     print(f"lengen: dry run of {cfg.experiment!r}: {len(cells)} cell{'s' if len(cells) > 1 else ''} ready")
     return 0
 
 
 def execute(cfg: ExperimentConfig, out: Path, workers: int | None, quiet: bool, force: bool = False,
             size_check: bool = True, dry: bool = False) -> int:
-    from lengen.experiment import run_experiment
-    from lengen.report.protocol import excluded_models, summary_text
-    from lengen.report.results import format_table
-
     if size_check:
-        from lengen.sizes import check_sizes
-
-        check_sizes(cfg)
+        sizes.check_sizes(cfg)
     if dry:
         return dry_run(cfg)
     n = len(cfg.cells())
     print(f"lengen: experiment {cfg.experiment!r}: {n} model{'s' if n > 1 else ''} -> {out}", flush=True)
-    rows = run_experiment(cfg, out, workers=workers, progress=not quiet, force=force)
+    rows = experiment.run_experiment(cfg, out, workers=workers, progress=not quiet, force=force)
     print()
     learned = excluded_models(rows)[0] or rows
     if len(learned) < len(rows):
@@ -64,8 +59,6 @@ def execute(cfg: ExperimentConfig, out: Path, workers: int | None, quiet: bool, 
         print("\n" + summary)
     print(f"\nwrote {out / 'results.csv'}, {out / 'accuracy_vs_length.png'}, {out / 'experiment.yaml'}")
     if cfg.language is not None:
-        from lengen.text.analysis import FOLDER
-
         print(f"\n{(out / FOLDER / 'summary.md').read_text(encoding='utf-8')}")
         print(f"language analysis: {out / FOLDER}")
     print(f"report: {out / 'report.html'}")

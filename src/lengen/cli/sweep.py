@@ -5,22 +5,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lengen.cli.run import add_safety_flags
-from lengen.config import load_experiment
+from lengen import sizes
+from lengen.cli.run import add_safety_flags, dry_run
+from lengen.config_parse import load_experiment
+from lengen.report.results import format_table
+from lengen.sweep import run_sweep
 
 
 def _run(args: argparse.Namespace) -> int:
-    from lengen.report.results import format_table
-    from lengen.sweep import run_sweep
-
     cfg = load_experiment(args.file, quick=args.quick)
     if not args.no_size_check:
-        from lengen.sizes import check_sizes
-
-        check_sizes(cfg)
+        sizes.check_sizes(cfg)
     if args.dry_run:
-        from lengen.cli.run import dry_run
-
         return dry_run(cfg)
     out = Path(args.out) if args.out else Path("runs") / cfg.experiment
     n = len(cfg.cells())

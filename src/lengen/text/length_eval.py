@@ -22,6 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lengen.checkpoint import load_model
+from lengen.config import Cell
 from lengen.errors import LengenError
 from lengen.evaluate import eval_batch_size
 from lengen.model import Transformer
@@ -142,8 +144,6 @@ def run_position_loss(run_dir: str | Path, context: int, windows: int, seed: int
                       edges: list[int] | None = None) -> list[dict[str, Any]]:
     """Tidy rows (scheme, seed, PoSE target, position range, loss, tokens) for every finished cell of a
     ``lengen run`` folder of text models, scored on each cell's evaluation task (``eval.task_args``)."""
-    from lengen.checkpoint import load_model
-    from lengen.config import Cell
 
     cells = sorted(Path(run_dir).glob("cells/*/cell.json"))
     if not cells:
