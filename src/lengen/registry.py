@@ -7,13 +7,12 @@ ill-typed parameter is caught before any work starts.
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import typing
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
+from lengen import plugins
 from lengen.errors import ConfigError
-from lengen.validate import check_keys, check_value, clip, field_types, short_repr
+from lengen.validate import check_keys, check_value, clip, field_types, type_hints, unknown
 
 T = TypeVar("T")
 
@@ -34,9 +33,18 @@ def param(default: Any, help: str) -> Any:
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str) -> None:
+    """Registered classes by name. Before its first lookup or listing, a registry loads the plugins of
+    its entry-point group (``lengen.plugins``; default ``lengen.<last word of kind>s``: a "position
+    scheme" registry reads ``lengen.schemes``, a "task" one ``lengen.tasks``, a "metric" one
+    ``lengen.metrics``), so another package's classes are listed and found like lengen's own."""
+
+    def __init__(self, kind: str, group: str | None = None) -> None:
         self.kind = kind
+        self.group = group or f"lengen.{kind.split()[-1]}s"
         self._classes: dict[str, type[T]] = {}
+
+    def _load_plugins(self) -> None:
+        plugins.load_group(self.group)
 
     def register(self, name: str) -> Callable[[type[T]], type[T]]:
         def decorate(cls: type[T]) -> type[T]:
@@ -49,16 +57,16 @@ class Registry(Generic[T]):
         return decorate
 
     def names(self) -> list[str]:
+        self._load_plugins()
         return sorted(self._classes)
 
     def get_class(self, name: str) -> type[T]:
+        self._load_plugins()
         if not isinstance(name, str) or name not in self._classes:
-            close = difflib.get_close_matches(name, self._classes, n=1) if isinstance(name, str) else []
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
             names = self.names()
             # a long list would make the one-line error unreadable: past a dozen, point to the listing
             known = ", ".join(names) if len(names) <= 12 else f"`lengen {self.kind}s` lists all {len(names)}"
-            raise ConfigError(f"unknown {self.kind} {short_repr(name)}{hint}; known: {known}")
+            raise ConfigError(unknown(self.kind, name, self._classes, known, suggest=isinstance(name, str)))
         return self._classes[name]
 
     def param_class(self, name: str) -> type:
@@ -70,7 +78,7 @@ class Registry(Generic[T]):
         cls = self.param_class(name)
         if not dataclasses.is_dataclass(cls):
             return []
-        hints = typing.get_type_hints(cls)
+        hints = type_hints(cls)
         out = []
         for f in dataclasses.fields(cls):
             if not f.init or f.name.startswith("_"):
