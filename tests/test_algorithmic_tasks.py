@@ -1,5 +1,6 @@
 """Algorithmic tasks with multi-token answers: layouts, coupled ids and dependency sets, hand-checked.
-(Properties shared by every task are in test_task_properties.py.)"""
+(Properties shared by every task, and the id copying of every task declaring ``outputs_copy_by_id``,
+are in test_task_properties.py.)"""
 
 import numpy as np
 import pytest
@@ -7,18 +8,6 @@ import torch
 
 from lengen.errors import ConfigError
 from lengen.tasks import make_task
-
-
-@pytest.mark.parametrize("name", ["copy", "reverse", "sort", "filter_copy", "squeeze"])
-def test_outputs_share_the_coupled_id_of_the_input_they_copy(name):
-    task = make_task(name)
-    n = 12
-    batch = task.sample(np.random.default_rng(0), 64, n)
-    ids, tokens = batch.coupled_ids, batch.tokens
-    assert torch.equal(ids[:, :n], torch.arange(1, n + 1).expand(64, n))
-    assert (ids[:, n] == n + 1).all() and (ids[:, -1] == n + 1).all()  # SEP and EOS: the end id
-    out_ids = ids[:, n + 1:-1]
-    assert torch.equal(torch.gather(tokens, 1, out_ids - 1), tokens[:, n + 1:-1])
 
 
 def test_copy_and_reverse_by_hand():

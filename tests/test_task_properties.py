@@ -1,7 +1,9 @@
 """Properties every registered task must have, discovered from the registry (new tasks are covered
 without editing this file): answers recomputable from their dependency sets alone, determinism by
 seed, consistent shapes and targets, tokens inside the vocabulary, dependencies before the prediction
-that uses them, position ids inside the bounds the task declares.
+that uses them, position ids inside the bounds the task declares; for tasks declaring
+``outputs_copy_by_id``, outputs that copy the input token their coupled id points at. The checks
+themselves are in properties.py, shared with test_plugins.py.
 
 Each task runs with its default parameters; VARIANTS adds parameter settings whose code paths the
 defaults do not reach.
@@ -11,11 +13,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pytest
-import torch
+from properties import (
+    check_chance,
+    check_outputs_copy_by_id,
+    check_recomputable,
+    check_seeded,
+    check_shapes,
+)
 
-from lengen.tasks import IGNORE, TASKS, make_task
+from lengen.tasks import TASKS, make_task
 
 VARIANTS: list[tuple[str, dict[str, Any]]] = [
     ("sparse_parity", {"k": 1}),
@@ -47,11 +54,6 @@ CASES = _with_ground_truth()
 IDS = [f"{n}{'-' + '-'.join(f'{k}={v}' for k, v in a.items()) if a else ''}" for n, a in CASES]
 
 
-def _lengths(task) -> list[int]:
-    low = task.min_length()
-    return sorted({low, low + 1, max(low, 7), max(low, 16)})
-
-
 def test_every_registered_task_is_discovered():
     assert {n for n, _ in CASES} == {n for n in TASKS.names() if TASKS.get_class(n).has_dependencies}
     assert len(CASES) >= 25  # the zoo: 6 algorithmic + planted tasks + 18 of issue 18
@@ -59,69 +61,31 @@ def test_every_registered_task_is_discovered():
 
 @pytest.mark.parametrize("name,args", CASES, ids=IDS)
 def test_answers_recomputed_from_dependency_sets_alone(name, args):
-    task = make_task(name, **args)
-    for length in _lengths(task):
-        batch = task.sample(np.random.default_rng(length), 64, length)
-        assert torch.equal(task.recompute_answer(batch), batch.answers()), (name, length)
+    check_recomputable(make_task(name, **args))
 
 
 @pytest.mark.parametrize("name,args", CASES, ids=IDS)
 def test_same_seed_same_batch_other_seed_other_batch(name, args):
-    task = make_task(name, **args)
-    length = max(task.min_length(), 12)
-    a = task.sample(np.random.default_rng(7), 32, length)
-    b = task.sample(np.random.default_rng(7), 32, length)
-    c = task.sample(np.random.default_rng(8), 32, length)
-    for field in ("tokens", "targets", "position_ids", "answer_index", "dependencies", "coupled_ids"):
-        x, y = getattr(a, field), getattr(b, field)
-        assert (x is None and y is None) or torch.equal(x, y), field
-    assert a.prompt_length == b.prompt_length
-    assert not torch.equal(a.tokens, c.tokens)
+    check_seeded(make_task(name, **args))
 
 
 @pytest.mark.parametrize("name,args", CASES, ids=IDS)
 def test_shapes_targets_vocabulary_and_dependency_positions(name, args):
-    task = make_task(name, **args)
-    for length in _lengths(task):
-        batch = task.sample(np.random.default_rng(length + 100), 48, length)
-        b, t = batch.tokens.shape
-        a = batch.answer_index.shape[1]
-        assert b == 48 and batch.targets.shape == (b, t) and batch.position_ids.shape == (b, t)
-        assert batch.dependencies.shape[:2] == (b, a)
-        assert int(batch.tokens.min()) >= 0 and int(batch.tokens.max()) < task.vocab_size
-        # targets: the next token at every answer position, IGNORE elsewhere
-        assert int((batch.targets != IGNORE).sum()) == b * a
-        assert torch.equal(batch.answers(), torch.gather(batch.tokens, 1, batch.answer_index + 1))
-        # answers come after the prompt, in order; multi-token answers end the sequence (generation)
-        assert int(batch.answer_index.min()) >= batch.prompt_length - 1
-        assert (batch.answer_index.diff(dim=1) > 0).all()
-        if task.multi_token:
-            assert t == batch.prompt_length + a
-        # a dependency is a real position at or before the prediction that uses it, never repeated
-        deps = batch.dependencies
-        assert ((deps >= 0) | (deps == -1)).all()
-        assert ((deps <= batch.answer_index[:, :, None]) | (deps == -1)).all()
-        flat = deps.reshape(-1, deps.shape[-1])[:200]
-        for row in flat.tolist():
-            row = [d for d in row if d >= 0]
-            assert len(row) == len(set(row))
-        # position ids stay below the bounds the model's tables are sized from
-        assert int(batch.position_ids.max()) < task.max_position_id(length)
-        if batch.coupled_ids is not None:
-            assert batch.coupled_ids.shape == (b, t)
-            assert int(batch.coupled_ids.min()) >= 0
-            assert int(batch.coupled_ids.max()) < task.max_position_id(length, "coupled")
+    check_shapes(make_task(name, **args))
 
 
 @pytest.mark.parametrize("name,args", CASES, ids=IDS)
 def test_chance_is_the_exact_match_of_guessing(name, args):
-    # Task.chance_accuracy: exact match of guessing each sample's answer among its possible values;
-    # 0 for multi-token answers (guessing a whole answer is negligible)
-    task = make_task(name, **args)
-    chance = task.chance_accuracy()
-    assert 0 <= chance < 1
-    if task.multi_token:
-        assert chance == 0
-    batch = task.sample(np.random.default_rng(3), 2000, max(task.min_length(), 8))
-    if batch.answer_index.shape[1] == 1 and chance > 0:  # one answer: at most 1/chance values occur
-        assert len(set(batch.answers()[:, 0].tolist())) <= round(1 / chance)
+    check_chance(make_task(name, **args))
+
+
+COPYING = [n for n in TASKS.names() if TASKS.get_class(n).outputs_copy_by_id]
+
+
+def test_the_seq2seq_tasks_declare_that_outputs_copy_by_id():
+    assert {"copy", "reverse", "sort", "filter_copy", "squeeze"} <= set(COPYING)
+
+
+@pytest.mark.parametrize("name", COPYING)
+def test_outputs_share_the_coupled_id_of_the_input_they_copy(name):
+    check_outputs_copy_by_id(make_task(name))

@@ -26,6 +26,7 @@ class InterlockedPairing(Seq2SeqTask):
 
     symbols: int = param(2, "number of distinct input symbols (only 2 is defined for this task)")
     ids_from_layout: ClassVar[bool] = True
+    outputs_copy_by_id: ClassVar[bool] = False  # the second half complements the token at its id
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -45,6 +45,7 @@ class Seq2SeqTask(Task):
     boundary_id: str = param("end", "coupled id of the separator and EOS: 'end' (n + 1) or 'start' (0)")
 
     multi_token: ClassVar[bool] = True
+    outputs_copy_by_id: ClassVar[bool] = True  # each output token is the input token at its id
 
     def __post_init__(self) -> None:
         if self.symbols < 2:
