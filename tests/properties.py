@@ -77,12 +77,21 @@ def check_cache_equals_full_forward(model: Transformer) -> None:
     assert torch.allclose(torch.cat(pieces, 1), full, atol=1e-5)
 
 
+def check_custom_ids(model: Transformer) -> None:
+    """Coupled ids repeat values and need not increase; the scheme must accept them."""
+    ids = torch.tensor([[0, 1, 2, 3, 1, 2, 3, 4]])
+    x = torch.randint(0, VOCAB, (1, 8))
+    out = model(x, model.prepare_ids(ids, torch.Generator().manual_seed(0)))
+    assert out.shape == (1, 8, VOCAB) and torch.isfinite(out).all()
+
+
 def check_scheme(name: str, position_args: dict[str, Any] | None = None) -> None:
     """Every scheme property, for one registered scheme (what test_plugins runs on a plugin)."""
     model = scheme_model(name, position_args)
     check_causal(model)
     check_shift(model, SCHEMES.get_class(name).shift_invariant)
     check_cache_equals_full_forward(model)
+    check_custom_ids(model)
 
 
 # -- tasks ----------------------------------------------------------------------------------------

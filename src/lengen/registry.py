@@ -56,6 +56,10 @@ class Registry(Generic[T]):
 
         return decorate
 
+    def unregister(self, name: str) -> None:
+        """Forget ``name`` (tests that register a throwaway class clean up with it)."""
+        self._classes.pop(name, None)
+
     def names(self) -> list[str]:
         self._load_plugins()
         return sorted(self._classes)
