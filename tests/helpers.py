@@ -39,7 +39,7 @@ def run_or_die_for_seed_1(args: tuple[dict[str, Any], str, int]) -> list[dict[st
     import time
     from pathlib import Path
 
-    from lengen.experiment import _run_job_in_worker
+    from lengen.backends.local import _run_job_in_worker
 
     cell_dict, cell_dir, _ = args
     if cell_dict["seed"] != 1:

@@ -42,12 +42,7 @@ def test_each_rank_gets_a_distinct_slice_of_the_global_batch():
     assert torch.equal(torch.cat([h.answer_index for h in halves]), batch.answer_index)
 
 
-@pytest.mark.skipif(torchrun() is None, reason="torchrun is not on PATH")
-def test_two_process_ddp_matches_one_process_at_the_same_global_batch(tmp_path):
-    raw = tiny_experiment(train={"threads": 1})
-    path = tmp_path / "ddp.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    out = tmp_path / "out"
+def run_ddp(path: Path, out: Path) -> tuple[int, str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [torchrun(), "--standalone", "--nproc-per-node", "2", "-m", "lengen.ddp", str(path), "--out", str(out),
            "--quiet", "--no-report"]
@@ -59,7 +54,17 @@ def test_two_process_ddp_matches_one_process_at_the_same_global_batch(tmp_path):
         if proc.poll() is None:  # never leave the ranks behind
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    assert proc.returncode == 0, err[-2000:]
+    return proc.returncode, err
+
+
+@pytest.mark.skipif(torchrun() is None, reason="torchrun is not on PATH")
+def test_two_process_ddp_matches_one_process_at_the_same_global_batch(tmp_path):
+    raw = tiny_experiment(train={"threads": 1})
+    path = tmp_path / "ddp.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "out"
+    code, err = run_ddp(path, out)
+    assert code == 0, err[-2000:]
     cell = parse_experiment(raw).cells()[0]
     single = train(cell, progress=False)
     (cell_dir,) = (out / "cells").iterdir()
@@ -71,3 +76,12 @@ def test_two_process_ddp_matches_one_process_at_the_same_global_batch(tmp_path):
     weights = load_model(cell_dir).model.state_dict()
     assert all(torch.allclose(w, single.model.state_dict()[k], atol=TOLERANCE) for k, w in weights.items())
     assert (out / "results.csv").is_file() and (cell_dir / "rows.json").is_file()
+    # the run went through lengen.experiment.run_experiment, as local runs do: its environment record,
+    # its table, and its refusal of a folder that holds another experiment (every rank stops cleanly)
+    assert json.loads((out / "environment.json").read_text())["backend"] == "ddp x2"
+    assert (out / "table.txt").is_file() and (out / "experiment.yaml").is_file()
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump(tiny_experiment(experiment="other", train={"threads": 1})))
+    code, err = run_ddp(other, out)
+    assert code != 0 and "lengen.ddp: error:" in err and "holds a different experiment" in err, err[-2000:]
+    assert err.count("lengen.ddp: error:") == 1  # rank 0 alone reports; rank 1 was released

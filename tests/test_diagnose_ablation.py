@@ -10,12 +10,12 @@ from lengen.diagnose.ablation import (
     AblationConfig,
     DependencyEstimate,
     estimate_dependencies,
-    estimate_shared_rows,
     replacement_tokens,
     substitution_table,
     truncation_grid,
     truncation_profile,
 )
+from lengen.diagnose.shared_rows import estimate_shared_rows
 from lengen.errors import ConfigError
 
 V, T = 10, 24

@@ -78,7 +78,8 @@ def test_shared_rows_end_to_end_and_resume(tiny_llama: Path, corpus: Path, tmp_p
 
 
 def test_cached_prefix_ablation_matches_full_forwards(tiny_llama: Path) -> None:
-    from lengen.diagnose.ablation import AblationConfig, estimate_shared_rows
+    from lengen.diagnose.ablation import AblationConfig
+    from lengen.diagnose.shared_rows import estimate_shared_rows
     from lengen.diagnose.sources import load_model
 
     handle = load_model(tiny_llama)

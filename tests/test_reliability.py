@@ -15,6 +15,8 @@ import torch
 import yaml
 from helpers import tiny_experiment
 
+import lengen.backends.local
+import lengen.cli.diagnose
 import lengen.experiment
 import lengen.io
 from lengen.checkpoint import MODEL_FILE, first_mismatch, save_checkpoint
@@ -296,7 +298,7 @@ def test_a_dead_worker_is_one_line_naming_its_cell_and_the_sweep_resumes(tmp_pat
 
     path = write_exp(tmp_path / "e.yaml", seeds=[0, 1], train={"steps": 20, "checkpoint_every": 10})
     out = tmp_path / "run"
-    monkeypatch.setattr(lengen.experiment, "_run_job_in_worker", helpers.run_or_die_for_seed_1)
+    monkeypatch.setattr(lengen.backends.local, "_run_job_in_worker", helpers.run_or_die_for_seed_1)
     err = one_line_error(capsys, ["run", str(path), "--out", str(out), "--workers", "2", "--quiet"])
     cells = {c.seed: c.key for c in parse_experiment(yaml.safe_load(path.read_text())).cells()}
     assert f"a worker process died while running cell {cells[1]} (" in err and "resume" in err
@@ -359,7 +361,8 @@ def test_diagnose_task_args_apply_to_the_checkpoints_task(finished_run, tmp_path
 def test_diagnose_writes_its_summary_atomically(finished_run, tmp_path, monkeypatch):
     written: list[str] = []
     real = lengen.io.atomic_write_text
-    monkeypatch.setattr(lengen.io, "atomic_write_text", lambda p, t: (written.append(Path(p).name), real(p, t)))
+    # the command imports the writer at its top, so the name to replace is the command module's
+    monkeypatch.setattr(lengen.cli.diagnose, "atomic_write_text", lambda p, t: (written.append(Path(p).name), real(p, t)))
     cell = next((finished_run / "cells").iterdir())
     assert main(["diagnose", "--model", str(cell), "--length", "6", "--budget", "2", "--out", str(tmp_path / "d"),
                  "--no-progress", "--no-truncation"]) == 0

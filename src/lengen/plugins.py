@@ -1,7 +1,7 @@
 """Schemes, tasks and metrics from other packages, found through entry points.
 
 A package adds its own by declaring an entry point in one of the groups ``lengen.schemes``,
-``lengen.tasks`` or ``lengen.metrics`` (``pyproject.toml``)::
+``lengen.tasks``, ``lengen.metrics`` or ``lengen.backends`` (``pyproject.toml``)::
 
     [project.entry-points."lengen.schemes"]
     my_scheme = "my_package.my_scheme:MyScheme"
@@ -21,7 +21,7 @@ import threading
 
 from lengen.errors import ConfigError
 
-GROUPS = ("lengen.schemes", "lengen.tasks", "lengen.metrics")
+GROUPS = ("lengen.schemes", "lengen.tasks", "lengen.metrics", "lengen.backends")
 
 _loaded: set[str] = set()
 _lock = threading.RLock()  # one loader per group even when threads look names up at once

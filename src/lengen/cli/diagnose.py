@@ -13,7 +13,14 @@ import yaml
 from lengen.diagnose.ablation import AblationConfig, truncation_grid
 from lengen.diagnose.report import Thresholds, verdict, write_report
 from lengen.diagnose.run import RunSettings, run_diagnosis, summarize
-from lengen.diagnose.sources import load_model, pick_tokenizer, task_queries, text_queries
+from lengen.diagnose.sources import (
+    ModelHandle,
+    Queries,
+    load_model,
+    pick_tokenizer,
+    task_queries,
+    text_queries,
+)
 from lengen.errors import LengenError
 from lengen.io import atomic_write_text, ensure_writable_dir
 from lengen.tasks import TASKS, make_task
@@ -35,6 +42,43 @@ def with_task_args(task: Any, overrides: dict[str, Any]) -> Any:
 
     current = {p.name: getattr(task, p.name) for p in TASKS.params(task.name)}
     return make_task(task.name, **{**current, **overrides})
+
+
+def _task_data(args: argparse.Namespace, handle: ModelHandle, identity: dict[str, Any]) -> tuple[Queries, str]:
+    """The queries of task data (--task, or a lengen checkpoint's own task) and the report's title."""
+    task = make_task(args.task, **_task_args(args.task_arg)) if args.task else handle.task
+    if task is None:
+        raise LengenError("no data: give --task, --text or --jsonl (only lengen checkpoints bring a task)")
+    if args.task_arg and not args.task:  # change the checkpoint's own task (e.g. k_min=null)
+        task = with_task_args(task, _task_args(args.task_arg))
+    if task.vocab_size > handle.vocab_size:
+        raise LengenError(f"task {task.name} has {task.vocab_size} tokens but the model only {handle.vocab_size}")
+    length = args.length or 2 * task.min_length() + 8
+    task.check_length(length)
+    queries = task_queries(task, length, args.budget, args.seed)
+    handle.check_length(queries.tokens.shape[1], f"task {task.name} at length {length}: a sequence")
+    identity.update(task=task.name, task_args=_task_args(args.task_arg), length=length, samples=args.budget)
+    title = f"Dependency diagnosis: task {task.name} (length {length}) on {handle.description}"
+    return queries, title
+
+
+def _notes(cfg: AblationConfig, queries: Queries, summary: dict[str, Any], state: dict[str, Any]) -> list[str]:
+    """The report's notes on how the estimate was made."""
+    shared = queries.target.dim() == 2
+    notes = [f"replacement baseline tokens (least disturbing of the most frequent): {state.get('baseline')}",
+             f"{cfg.replacements} replacement(s) per ablated position; share {cfg.share}; "
+             f"min effect {cfg.min_effect} nats; "
+             + ("every context position ablated (no screen needed)" if shared else f"screen {cfg.screen}")]
+    if "corpus_tokens" in queries.meta:
+        notes.append(f"corpus: {queries.meta['corpus_tokens']} tokens; {summary['scored_tokens']} scored")
+    if shared:
+        notes.append(f"each window of {queries.tokens.shape[1]} tokens scores its last {queries.target.shape[1]} "
+                     "predictions (exhaustive single-position ablation shared by them; their contexts are "
+                     f"{queries.tokens.shape[1] - queries.target.shape[1] + 1}-{queries.tokens.shape[1]} tokens; "
+                     "the window's first token is never ablated); forward passes are counted in windows; the "
+                     f"truncation profile uses each window's last prediction only ({queries.tokens.shape[0]} "
+                     "predictions)")
+    return notes
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -68,19 +112,7 @@ def _run(args: argparse.Namespace) -> int:
                         scored_per_window=args.scored_per_window)
         title = f"Dependency diagnosis: {Path(sources[0]).name} on {handle.description}"
     else:
-        task = make_task(args.task, **_task_args(args.task_arg)) if args.task else handle.task
-        if task is None:
-            raise LengenError("no data: give --task, --text or --jsonl (only lengen checkpoints bring a task)")
-        if args.task_arg and not args.task:  # change the checkpoint's own task (e.g. k_min=null)
-            task = with_task_args(task, _task_args(args.task_arg))
-        if task.vocab_size > handle.vocab_size:
-            raise LengenError(f"task {task.name} has {task.vocab_size} tokens but the model only {handle.vocab_size}")
-        length = args.length or 2 * task.min_length() + 8
-        task.check_length(length)
-        queries = task_queries(task, length, args.budget, args.seed)
-        handle.check_length(queries.tokens.shape[1], f"task {task.name} at length {length}: a sequence")
-        identity.update(task=task.name, task_args=_task_args(args.task_arg), length=length, samples=args.budget)
-        title = f"Dependency diagnosis: task {task.name} (length {length}) on {handle.description}"
+        queries, title = _task_data(args, handle, identity)
     cfg = AblationConfig(replacements=args.replacements, share=args.share, min_effect=args.min_effect,
                          max_ablations=args.max_ablations, screen=args.screen, batch_rows=args.batch_rows)
     settings = RunSettings(ablation=cfg, progress=not args.no_progress, truncation=not args.no_truncation,
@@ -91,23 +123,9 @@ def _run(args: argparse.Namespace) -> int:
     th = Thresholds(strict_k=args.strict_k, sparse_k=args.sparse_k, far=args.far, far_share=args.far_share)
     summary = summarize(state, far=sorted({*(int(m) for m in _grid(queries.tokens.shape[1])), args.far}))
     summary["baseline_tokens"] = state.get("baseline")
-    shared = queries.target.dim() == 2
-    notes = [f"replacement baseline tokens (least disturbing of the most frequent): {state.get('baseline')}",
-             f"{cfg.replacements} replacement(s) per ablated position; share {cfg.share}; "
-             f"min effect {cfg.min_effect} nats; "
-             + ("every context position ablated (no screen needed)" if shared else f"screen {cfg.screen}")]
-    if "corpus_tokens" in queries.meta:
-        notes.append(f"corpus: {queries.meta['corpus_tokens']} tokens; {summary['scored_tokens']} scored")
-    if shared:
-        notes.append(f"each window of {queries.tokens.shape[1]} tokens scores its last {queries.target.shape[1]} "
-                     "predictions (exhaustive single-position ablation shared by them; their contexts are "
-                     f"{queries.tokens.shape[1] - queries.target.shape[1] + 1}-{queries.tokens.shape[1]} tokens; "
-                     "the window's first token is never ablated); forward passes are counted in windows; the "
-                     f"truncation profile uses each window's last prediction only ({queries.tokens.shape[0]} "
-                     "predictions)")
+    notes = _notes(cfg, queries, summary, state)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     md, html_path = write_report(out, summary, state["records"], title, th, notes)
-
     head, why = verdict(summary, th)
     print(f"{head}\n{why}")
     print(f"scored {summary['scored_tokens']} tokens at {summary['tokens_per_s']:.2f}/s, "

@@ -9,7 +9,7 @@ from lengen import sizes
 from lengen.cli.run import add_safety_flags, dry_run
 from lengen.config_parse import load_experiment
 from lengen.report.results import format_table
-from lengen.sweep import run_sweep
+from lengen.sweep import BACKENDS, run_sweep
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -20,12 +20,14 @@ def _run(args: argparse.Namespace) -> int:
         return dry_run(cfg)
     out = Path(args.out) if args.out else Path("runs") / cfg.experiment
     n = len(cfg.cells())
-    where = f"ray at {args.address}" if args.address else "a local ray runtime" if args.backend == "ray" else \
-        "local worker processes"
+    where = {"ray": f"ray at {args.address}" if args.address else "a local ray runtime",
+             "local": "local worker processes"}.get(args.backend, f"the {args.backend} backend")
     print(f"lengen: sweep {cfg.experiment!r}: {n} cell{'s' if n > 1 else ''} on {where} -> {out}", flush=True)
     rows = run_sweep(cfg, out, backend=args.backend, workers=args.workers, address=args.address,
                      gpus_per_cell=args.gpus_per_cell, progress=not args.quiet, report=not args.no_report,
                      force=args.force)
+    if not rows:  # a DDP rank other than 0: rank 0 reports
+        return 0
     if not args.quiet:
         print()
         print(format_table(rows))
@@ -41,7 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("file", help="experiment (sweep) YAML")
     p.add_argument("--out", help="output folder (default: runs/<experiment name>)")
     p.add_argument("--quick", action="store_true", help="apply the file's quick: overrides (a smaller run)")
-    p.add_argument("--backend", choices=["local", "ray"], default="local", help="where cells run (default: local)")
+    p.add_argument("--backend", choices=BACKENDS.names(), default="local",
+                   help="where cells run (default: local; ddp: under torchrun, all ranks train each cell)")
     p.add_argument("--address", help="Ray cluster address (HOST:PORT, ray://HOST:PORT or auto); default: start a "
                                      "local Ray runtime")
     p.add_argument("--workers", type=int, help="local: worker processes (default: one per core); ray: CPUs of a "

@@ -208,6 +208,45 @@ def gradient_screen(f: LogitFn, embedding: nn.Module, tokens: torch.Tensor, targ
     return torch.cat(scores)
 
 
+def _ablate_in_rounds(scorer: _Scorer, tokens: torch.Tensor, target: torch.Tensor, reps: torch.Tensor,
+                      order: torch.Tensor, lp0: torch.Tensor, limit: torch.Tensor, informed: bool,
+                      cfg: AblationConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Step 2: ablate each row's positions in screened ``order``, ``cfg.chunk`` at a time, until a round
+    adds little (``informed``: a screen ordered them) or ``limit`` positions are done. Returns the
+    effects [N, T] (nan: not ablated) and the number of positions ablated per row."""
+    n, t = tokens.shape
+    r = cfg.replacements
+    effects = torch.full((n, t), float("nan"))
+    done = torch.zeros(n, dtype=torch.long)
+    active = limit > 0
+    while bool(active.any()):
+        rows = torch.nonzero(active)[:, 0]
+        width = min(cfg.chunk, int((limit[rows] - done[rows]).max()))
+        offsets = done[rows, None] + torch.arange(width)[None, :]  # [n_a, w]
+        valid = offsets < limit[rows, None]
+        pos = torch.gather(order[rows], 1, offsets.clamp(max=t - 1))  # [n_a, w]
+        variants = tokens[rows][:, None, None, :].expand(-1, width, r, t).clone()  # [n_a, w, R, T]
+        rep = torch.gather(reps[rows], 1, pos[:, :, None].expand(-1, -1, r))  # [n_a, w, R]
+        variants.scatter_(3, pos[:, :, None, None].expand(-1, -1, r, 1), rep[..., None])
+        keep = valid[:, :, None].expand(-1, -1, r)
+        lp = torch.full(keep.shape, float("nan"))
+        tg = target[rows][:, None, None].expand(-1, width, r)
+        lp[keep] = scorer.logprob(variants[keep], tg[keep])
+        eff = (lp0[rows][:, None, None] - lp).abs().mean(dim=2)  # [n_a, w], nan where invalid
+        for a, i in enumerate(rows.tolist()):
+            m = int(valid[a].sum())
+            before = float(torch.nansum(effects[i]))
+            effects[i, pos[a, :m]] = eff[a, :m]
+            done[i] += m
+            added, largest = float(eff[a, :m].sum()), float(eff[a, :m].max())
+            # a round that adds nothing ends the search once something was found, or after two rounds
+            faded = (largest < cfg.min_effect and (before > 0 or done[i] >= 2 * cfg.chunk)) or (
+                before > 0 and added < cfg.tail * before)
+            if done[i] >= limit[i] or (informed and faded):
+                active[i] = False
+    return effects, done
+
+
 def estimate_dependencies(
     f: LogitFn,
     tokens: torch.Tensor,
@@ -249,35 +288,8 @@ def estimate_dependencies(
 
     # 2. single-position ablation in rounds; with an uninformative order (no screen) go to the limit
     informed = cfg.screen == "gradient" and embedding is not None
-    effects = torch.full((n, t), float("nan"))
-    done = torch.zeros(n, dtype=torch.long)
     limit = n_ablatable.clamp(max=cfg.max_ablations)
-    active = limit > 0
-    while bool(active.any()):
-        rows = torch.nonzero(active)[:, 0]
-        width = min(cfg.chunk, int((limit[rows] - done[rows]).max()))
-        offsets = done[rows, None] + torch.arange(width)[None, :]  # [n_a, w]
-        valid = offsets < limit[rows, None]
-        pos = torch.gather(order[rows], 1, offsets.clamp(max=t - 1))  # [n_a, w]
-        variants = tokens[rows][:, None, None, :].expand(-1, width, r, t).clone()  # [n_a, w, R, T]
-        rep = torch.gather(reps[rows], 1, pos[:, :, None].expand(-1, -1, r))  # [n_a, w, R]
-        variants.scatter_(3, pos[:, :, None, None].expand(-1, -1, r, 1), rep[..., None])
-        keep = valid[:, :, None].expand(-1, -1, r)
-        lp = torch.full(keep.shape, float("nan"))
-        tg = target[rows][:, None, None].expand(-1, width, r)
-        lp[keep] = scorer.logprob(variants[keep], tg[keep])
-        eff = (lp0[rows][:, None, None] - lp).abs().mean(dim=2)  # [n_a, w], nan where invalid
-        for a, i in enumerate(rows.tolist()):
-            m = int(valid[a].sum())
-            before = float(torch.nansum(effects[i]))
-            effects[i, pos[a, :m]] = eff[a, :m]
-            done[i] += m
-            added, largest = float(eff[a, :m].sum()), float(eff[a, :m].max())
-            # a round that adds nothing ends the search once something was found, or after two rounds
-            faded = (largest < cfg.min_effect and (before > 0 or done[i] >= 2 * cfg.chunk)) or (
-                before > 0 and added < cfg.tail * before)
-            if done[i] >= limit[i] or (informed and faded):
-                active[i] = False
+    effects, done = _ablate_in_rounds(scorer, tokens, target, reps, order, lp0, limit, informed, cfg)
 
     # 3. effective k: the fewest positions whose effects add up to `share` of all measured effects
     k, ranked, total = effective_k(effects, cfg)
@@ -308,103 +320,6 @@ def effective_k(effects: torch.Tensor, cfg: AblationConfig) -> tuple[torch.Tenso
     k = (cumulative < cfg.share * total[:, None] - 1e-9).sum(dim=1) + 1
     k = torch.where(total > 0, k, torch.zeros_like(k))
     return k, ranked, total
-
-
-KeepLogitFn = Callable[[torch.Tensor, int], torch.Tensor]
-
-
-def estimate_shared_rows(
-    f_keep: KeepLogitFn,
-    tokens: torch.Tensor,
-    targets: torch.Tensor,
-    ablatable: torch.Tensor,
-    baseline: torch.Tensor,
-    cfg: AblationConfig | None = None,
-    f_suffix: Callable[[torch.Tensor, torch.Tensor, int, int], torch.Tensor] | None = None,
-) -> DependencyEstimate:
-    """Exhaustive single-position ablation shared by many scored predictions of one row.
-
-    ``tokens [N, T]``; ``targets [N, S]``: the tokens that follow positions ``T-S .. T-1`` (each row
-    scores its last S predictions). ``f_keep(tokens, S)`` returns the logits of the last S positions,
-    ``[B, S, V]``. Every ablatable position j of a row is replaced (by ``cfg.replacements`` baseline
-    tokens) in one forward pass each, and that one pass measures the effect of j on all S predictions
-    at once, so a scored token costs ``T * replacements / S`` forward passes of a row (plus 1/S for the
-    clean pass): well below one forward pass per context position without any screening, and with no
-    screening misses. The output has one row per scored prediction (N*S, row-major); its positions are
-    shifted so the prediction's own last context token sits at index T-1 (distance 0), and the
-    positions before its row's start are nan (not part of its context).
-
-    ``f_suffix`` (optional, see ``ModelHandle.suffix_logits``): a model with a key/value cache reuses
-    the clean row's cache for the unchanged prefix before the first ablated position of a batch, so
-    ablating position j costs about (T - j) / T of a forward pass; ``forward_rows`` counts that.
-    """
-    cfg = cfg or AblationConfig()
-    cfg.validate()
-    n, t = tokens.shape
-    s = targets.shape[1]
-    if targets.dim() != 2 or targets.shape[0] != n or not 1 <= s <= t or ablatable.shape != tokens.shape:
-        raise ConfigError("diagnose: shared rows need tokens [N, T], targets [N, S] with S <= T, ablatable [N, T]")
-    r = cfg.replacements
-    vocab = int(max(int(tokens.max()), int(baseline.max()))) + 1
-    table = substitution_table(vocab, baseline, r)
-    rows_spent = 0.0
-
-    def logprobs(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # x [M, T], y [M, S] -> [M, S]
-        out = []
-        with torch.no_grad():
-            for i in range(0, x.shape[0], cfg.batch_rows):
-                lg = torch.log_softmax(f_keep(x[i:i + cfg.batch_rows], s)[:, -s:].float(), dim=-1)
-                out.append(lg.gather(2, y[i:i + cfg.batch_rows, :, None])[..., 0])
-        return torch.cat(out)
-
-    lp0 = logprobs(tokens, targets)  # [N, S]
-    rows_spent += n
-    effects = torch.full((n, s, t), float("nan"))  # [row, scored prediction, ablated position j]
-    for i in range(n):
-        js = torch.nonzero(ablatable[i])[:, 0]
-        if len(js) == 0:
-            continue
-        reps = table[tokens[i, js]]  # [J, R]
-        variants = tokens[i][None, None, :].repeat(len(js), r, 1)  # [J, R, T]
-        variants[torch.arange(len(js)), :, js] = reps
-        flat = variants.reshape(-1, t)
-        if f_suffix is None:
-            lp = logprobs(flat, targets[i][None].expand(len(js) * r, -1)).view(len(js), r, s)
-            rows_spent += len(js) * r
-        else:
-            first = js.repeat_interleave(r)  # first changed position of each variant (js ascending)
-            parts = []
-            rows_spent += 1  # the clean row's pass that fills the cache
-            with torch.no_grad():
-                for lo in range(0, flat.shape[0], cfg.batch_rows):
-                    start = int(first[lo])
-                    lg = torch.log_softmax(f_suffix(tokens[i:i + 1], flat[lo:lo + cfg.batch_rows], start, s).float(), -1)
-                    m = lg.shape[1]  # scored positions at or after `start`; earlier ones cannot change
-                    part = lp0[i][None].repeat(lg.shape[0], 1)
-                    part[:, s - m:] = lg.gather(2, targets[i, s - m:][None, :, None].expand(lg.shape[0], -1, -1))[..., 0]
-                    parts.append(part)
-                    rows_spent += lg.shape[0] * (t - start) / t
-            lp = torch.cat(parts).view(len(js), r, s)
-        eff = (lp - lp0[i][None, None, :]).abs().mean(dim=1)  # [J, S]
-        effects[i][:, js] = eff.T
-    # prediction at position p = T-S+q reads positions 0..p; shift so that p lands on index T-1
-    shifted = torch.full((n * s, t), float("nan"))  # one row per scored prediction
-    for q in range(s):
-        p = t - s + q
-        shifted.view(n, s, t)[:, q, t - 1 - p:] = effects[:, q, : p + 1]
-    k, ranked, total = effective_k(shifted, cfg)
-    ablatable_shifted = torch.zeros(n * s, t, dtype=torch.bool)
-    for q in range(s):
-        p = t - s + q
-        ablatable_shifted.view(n, s, t)[:, q, t - 1 - p:] = ablatable[:, : p + 1]
-    done = (~torch.isnan(shifted)).sum(dim=1)
-    deps = [ranked[i, : int(k[i])].tolist() for i in range(n * s)]
-    return DependencyEstimate(
-        k=k, censored=torch.zeros(n * s, dtype=torch.bool), dependencies=deps, effects=shifted,
-        screen=torch.full((n * s, t), float("nan")), total_effect=total, logprob=lp0.reshape(-1),
-        ablated=done, ablatable=ablatable_shifted.sum(dim=1), forward_rows=rows_spent,
-        extra={"scored_per_row": float(s)},
-    )
 
 
 def truncation_profile(f: LogitFn, tokens: torch.Tensor, target: torch.Tensor, lengths: list[int],

@@ -15,12 +15,13 @@ from tqdm import tqdm
 
 from lengen.diagnose.ablation import (
     AblationConfig,
+    DependencyEstimate,
     choose_baseline,
     estimate_dependencies,
-    estimate_shared_rows,
     truncation_grid,
     truncation_profile,
 )
+from lengen.diagnose.shared_rows import estimate_shared_rows
 from lengen.diagnose.sources import ModelHandle, Queries
 from lengen.errors import LengenError
 from lengen.io import atomic_write_json
@@ -47,6 +48,52 @@ def _fingerprint(identity: dict[str, Any], queries: Queries) -> str:
     return h.hexdigest()
 
 
+def _start_state(queries: Queries, cfg: AblationConfig, identity: dict[str, Any], partial: Path | None,
+                 resume: bool) -> dict[str, Any]:
+    """A fresh state, or the one saved in ``partial`` by an interrupted run of the same identity and data."""
+    fingerprint = _fingerprint({**identity, "ablation": asdict(cfg)}, queries)
+    state: dict[str, Any] = {"fingerprint": fingerprint, "identity": identity, "ablation": asdict(cfg),
+                             "records": [], "truncation": {}, "forward_rows": 0.0, "wall_s": 0.0,
+                             "rows_total": int(queries.tokens.shape[0]), "window": int(queries.tokens.shape[1]),
+                             "finished": False, "meta": {k: v for k, v in queries.meta.items()
+                                                         if k != "scored_positions"}}
+    if partial is not None and partial.is_file():
+        try:
+            saved = json.loads(partial.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            saved = None
+        if resume and saved is not None and saved.get("fingerprint") == fingerprint:
+            state = saved
+        elif resume and saved is not None:
+            raise LengenError(f"{partial} was written by a different run (model, data or settings differ); "
+                              "use another --out folder or --restart")
+    return state
+
+
+def _records(est: DependencyEstimate, queries: Queries, lo: int, shared: bool,
+             min_effect: float) -> list[dict[str, Any]]:
+    """One JSON record per scored prediction of a chunk starting at row ``lo``."""
+    out = []
+    distances = est.distances()
+    t_len = est.effects.shape[1]
+    for a in range(int(est.k.numel())):
+        eff = torch.nan_to_num(est.effects[a], nan=0.0)
+        top = torch.argsort(eff, descending=True)[:RECORDED_EFFECTS]
+        rec: dict[str, Any] = {
+            # the largest single-position effects as [distance, nats], so k can be recomputed for
+            # other --min-effect / --share values without rerunning the model
+            "effects": [[t_len - 1 - int(j), round(float(eff[j]), 4)] for j in top if float(eff[j]) >= min_effect],
+            "k": int(est.k[a]), "censored": bool(est.censored[a]), "distances": distances[a],
+            "positions": est.dependencies[a], "logprob": float(est.logprob[a]),
+            "total_effect": float(est.total_effect[a]), "ablated": int(est.ablated[a]),
+            "ablatable": int(est.ablatable[a]),
+        }
+        if queries.truth is not None and not shared:
+            rec["truth"] = queries.truth[lo + a]
+        out.append(rec)
+    return out
+
+
 def run_diagnosis(handle: ModelHandle, queries: Queries, settings: RunSettings, out_dir: Path | None,
                   identity: dict[str, Any], resume: bool = True) -> dict[str, Any]:
     """Estimate every row; returns the raw results (records, truncation sums, cost, config).
@@ -60,23 +107,8 @@ def run_diagnosis(handle: ModelHandle, queries: Queries, settings: RunSettings, 
     if int(queries.tokens.max()) >= handle.vocab_size:
         raise LengenError(f"the data holds token id {int(queries.tokens.max())} but the model's vocabulary "
                           f"has {handle.vocab_size} tokens")
-    fingerprint = _fingerprint({**identity, "ablation": asdict(cfg)}, queries)
-    state: dict[str, Any] = {"fingerprint": fingerprint, "identity": identity, "ablation": asdict(cfg),
-                             "records": [], "truncation": {}, "forward_rows": 0.0, "wall_s": 0.0,
-                             "rows_total": int(queries.tokens.shape[0]), "window": int(queries.tokens.shape[1]),
-                             "finished": False, "meta": {k: v for k, v in queries.meta.items()
-                                                         if k != "scored_positions"}}
     partial = None if out_dir is None else Path(out_dir) / PARTIAL_FILE
-    if partial is not None and partial.is_file():
-        try:
-            saved = json.loads(partial.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-            saved = None
-        if resume and saved is not None and saved.get("fingerprint") == fingerprint:
-            state = saved
-        elif resume and saved is not None:
-            raise LengenError(f"{partial} was written by a different run (model, data or settings differ); "
-                              "use another --out folder or --restart")
+    state = _start_state(queries, cfg, identity, partial, resume)
     shared = queries.target.dim() == 2  # each row scores its last S predictions (estimate_shared_rows)
     per_row = int(queries.target.shape[1]) if shared else 1
     last_target = queries.target[:, -1] if shared else queries.target
@@ -111,23 +143,7 @@ def run_diagnosis(handle: ModelHandle, queries: Queries, settings: RunSettings, 
                 s[0] += loss * (hi - lo)
                 s[1] += hi - lo
             rows += sum(min(m, queries.tokens.shape[1]) for m in grid) / queries.tokens.shape[1] * (hi - lo)
-        distances = est.distances()
-        t_len = est.effects.shape[1]
-        for a in range(int(est.k.numel())):
-            eff = torch.nan_to_num(est.effects[a], nan=0.0)
-            top = torch.argsort(eff, descending=True)[:RECORDED_EFFECTS]
-            rec: dict[str, Any] = {
-                # the largest single-position effects as [distance, nats], so k can be recomputed for
-                # other --min-effect / --share values without rerunning the model
-                "effects": [[t_len - 1 - int(j), round(float(eff[j]), 4)] for j in top if float(eff[j]) >= cfg.min_effect],
-                "k": int(est.k[a]), "censored": bool(est.censored[a]), "distances": distances[a],
-                "positions": est.dependencies[a], "logprob": float(est.logprob[a]),
-                "total_effect": float(est.total_effect[a]), "ablated": int(est.ablated[a]),
-                "ablatable": int(est.ablatable[a]),
-            }
-            if queries.truth is not None and not shared:
-                rec["truth"] = queries.truth[lo + a]
-            state["records"].append(rec)
+        state["records"] += _records(est, queries, lo, shared, cfg.min_effect)
         state["forward_rows"] += rows
         state["wall_s"] += time.perf_counter() - t0
         if partial is not None:

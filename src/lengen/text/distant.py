@@ -26,7 +26,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from lengen.diagnose.ablation import AblationConfig, choose_baseline, effective_k, estimate_shared_rows
+from lengen.diagnose.ablation import AblationConfig, choose_baseline, effective_k
+from lengen.diagnose.shared_rows import estimate_shared_rows
 from lengen.diagnose.sources import ModelHandle
 from lengen.errors import LengenError
 
