@@ -12,20 +12,27 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+from lengen.io import atomic_write_bytes
+from lengen.report.aggregate import summary_by_series
+from lengen.report.results import display_lengths, label_columns
 
-matplotlib.use("Agg")  # no display needed, and never one picked up by accident
-import matplotlib.pyplot as plt  # noqa: E402
 
-from lengen.io import atomic_write_bytes  # noqa: E402
-from lengen.report.aggregate import summary_by_series  # noqa: E402
-from lengen.report.results import display_lengths, label_columns  # noqa: E402
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend (no display needed, and never one picked up by accident),
+    imported when the first figure is drawn: it costs about a second that commands drawing nothing
+    (``lengen --help``, ``lengen tasks``) would otherwise pay at start-up."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def _png(fig: Any) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=130)
-    plt.close(fig)
+    pyplot().close(fig)
     return buf.getvalue()
 
 
@@ -42,7 +49,7 @@ def render_accuracy_vs_length(rows: Sequence[dict[str, Any]], value: str = "accu
                               title: str | None = None) -> bytes:
     """One line per series (mean over seeds), the 95% t-interval over seeds shaded."""
     cols, data = summary_by_series(rows, value)
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = pyplot().subplots(figsize=(7, 4.2))
     for key in sorted(data, key=lambda k: tuple(_order(x) for x in k)):
         lengths = list(data[key])
         stats = [data[key][n] for n in lengths]
@@ -95,7 +102,7 @@ def render_heatmap(rows: Sequence[dict[str, Any]], row_col: str, value: str = "a
     ncols = min(3, len(order))
     nrows = math.ceil(len(order) / ncols)
     height = 1.2 + nrows * (1.0 + 0.4 * max(len(p) for p in panels.values()))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(1.2 + 4.2 * ncols, height), squeeze=False,
+    fig, axes = pyplot().subplots(nrows, ncols, figsize=(1.2 + 4.2 * ncols, height), squeeze=False,
                              layout="constrained")
     image = None
     for ax, panel in zip(axes.flat, order, strict=False):
@@ -128,7 +135,7 @@ def render_curves(curves: Sequence[dict[str, Any]], train_max: int) -> bytes | N
         return None
     panels = [None, *sorted({c["eval_len"] for c in curves if c["eval_len"] is not None})]
     settings = sorted({c["setting"] for c in curves}, key=lambda s: [_order(p) for p in s.replace("=", " ").split()])
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2), sharey=True, squeeze=False)
+    fig, axes = pyplot().subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2), sharey=True, squeeze=False)
     for ax, length in zip(axes[0], panels, strict=True):
         for i, setting in enumerate(settings):
             color = f"C{i % 10}"

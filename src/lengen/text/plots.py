@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from lengen.io import atomic_write_bytes
-from lengen.report.plots import _png, plt
+from lengen.report.plots import _png, pyplot
 
 
 @dataclass
@@ -29,7 +29,7 @@ def render_loss_vs_position(curves: Sequence[Curve], near: int, bin_size: int) -
     refs = [c for c in curves if c.reference]
     cols = min(3, len(schemes))
     rows = math.ceil(len(schemes) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(max(6.0, 4.2 * cols), 3.2 * rows + 0.4), squeeze=False, sharey=True)
+    fig, axes = pyplot().subplots(rows, cols, figsize=(max(6.0, 4.2 * cols), 3.2 * rows + 0.4), squeeze=False, sharey=True)
     top = max(float(np.nanmax(c.loss)) for c in curves)
     for ax, scheme in zip(axes.flat, schemes, strict=False):
         for c in [c for c in curves if c.position == scheme and not c.reference] + refs:
@@ -66,7 +66,7 @@ def render_loss_by_bucket(rows: Sequence[dict[str, Any]], names: Sequence[str]) 
         if r["range"] == "beyond" and r["bucket"] in names:
             beyond.setdefault((f"{r['scheme']} s{r['seed']}" if several else r["scheme"], r["bucket"]), r)
     labels = list(dict.fromkeys(label for label, _ in beyond))
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(labels) + 2), 3.8))
+    fig, ax = pyplot().subplots(figsize=(max(6.0, 0.9 * len(labels) + 2), 3.8))
     width = 0.8 / len(names)
     for i, name in enumerate(names):
         found = [beyond.get((label, name)) for label in labels]
