@@ -12,10 +12,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from lengen.answers import answer_logits, model_ids
+from lengen.answers import answer_logits
 from lengen.errors import LengenError
 from lengen.generate import generate
 from lengen.model import Transformer
+from lengen.position_ids import prepare_position_ids
 from lengen.tasks import Batch, Task
 
 
@@ -42,7 +43,7 @@ def evaluate_length(model: Transformer, task: Task, length: int, samples: int, s
         n = min(eval_batch_size(seq_len, model.cfg.n_heads, samples, model.cfg.vocab_size), samples - done)
         batch = task.sample(rng, n, length)
         seq_len = batch.tokens.shape[1]
-        batch.position_ids = model.prepare_ids(model_ids(batch, ids_kind), gen)
+        batch.position_ids = prepare_position_ids(model, batch, ids_kind, gen)
         batch = batch.to(device)
         with torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext():
             logits = answer_logits(model, batch, batch.position_ids)
@@ -78,7 +79,7 @@ def evaluate_generation_length(model: Transformer, task: Task, length: int, samp
     device = device or next(model.parameters()).device
     rng = np.random.default_rng([seed, length])
     gen = torch.Generator().manual_seed(seed * 1_000_003 + length)
-    ppc = model.position_head is not None and ids_kind == "coupled"
+    ppc = model.id_head() is not None and ids_kind == "coupled"
     correct = exact = id_correct = done = 0
     scored = 0
     seq_len = 2 * length + 8
@@ -86,7 +87,7 @@ def evaluate_generation_length(model: Transformer, task: Task, length: int, samp
         n = min(eval_batch_size(seq_len, model.cfg.n_heads, samples, model.cfg.vocab_size), samples - done)
         batch = task.sample(rng, n, length)
         seq_len = batch.tokens.shape[1]
-        ids = model.prepare_ids(model_ids(batch, ids_kind), gen)
+        ids = prepare_position_ids(model, batch, ids_kind, gen)
         batch = batch.to(device)
         ids = ids.to(device)
         prompt, prompt_ids, steps = generation_inputs(batch, ids)
@@ -115,7 +116,7 @@ def evaluate(model: Transformer, task: Task, lengths: list[int], samples: int, s
     """
     generating = mode == "generate" or (mode == "auto" and task.multi_token)
     oracle = ids_kind == "coupled" and not task.ids_from_layout and not (
-        generating and model.position_head is not None)
+        generating and model.id_head() is not None)
     out: list[dict[str, Any]] = []
     for n in lengths:
         row = (evaluate_generation_length(model, task, n, samples, seed, ids_kind, restrict_ids) if generating

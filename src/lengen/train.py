@@ -19,14 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from lengen.answers import (  # noqa: F401
-    answer_logits,
-    answer_loss,
-    answer_outputs,
-    model_ids,
-    next_position_targets,
-    pointer_loss,
-)
+from lengen.answers import answer_loss, head_loss_weights
 from lengen.checkpoint import (
     find_checkpoint,
     load_best,
@@ -40,7 +33,7 @@ from lengen.distributed import data_split
 from lengen.errors import LengenError, TrainingDiverged
 from lengen.model import Transformer
 from lengen.monitor import TargetMonitor
-from lengen.positions.pose import pose_ids
+from lengen.position_ids import PoSE, prepare_position_ids
 
 
 def same_configuration(saved: Any, cell: Cell) -> bool:
@@ -143,6 +136,8 @@ def train(cell: Cell, out_dir: Path | None = None, resume: bool = False, progres
     if cfg.compile:  # dynamic: one compilation covers every training length
         step_loss = torch.compile(step_loss, dynamic=True)
     progress = progress and (split is None or split.rank == 0)
+    head_weights = head_loss_weights(model, cfg)
+    pose = None if cfg.pose_target_length is None else PoSE(cfg.pose_target_length, cfg.pose_chunks)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else None
     loss_sum = torch.tensor(float(partial[0]), device=device)
     correct_sum = torch.tensor(float(partial[1]), device=device)
@@ -168,17 +163,14 @@ def train(cell: Cell, out_dir: Path | None = None, resume: bool = False, progres
         length = int(rng.integers(cfg.min_len, cfg.max_len + 1))
         batch = task.sample(rng, cfg.batch_size, length)
         # ids are rewritten on the CPU, where the seeded generator lives, then moved with the batch
-        ids = model_ids(batch, cfg.ids)
-        if cfg.pose_target_length is not None:  # PoSE: training only, before the scheme's own rewrite
-            ids = pose_ids(ids, cfg.pose_target_length, cfg.pose_chunks, gen)
-        batch.position_ids = model.prepare_ids(ids, gen)
+        batch.position_ids = prepare_position_ids(model, batch, cfg.ids, gen, pose)
         if cfg.compile:  # the compiled forward skips this check (it would break the graph)
             model.positions.check_ids(batch.position_ids)
         batch = (batch if split is None else split.shard(batch)).to(device)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
         with autocast if autocast is not None else contextlib.nullcontext():
-            loss, correct, count = step_loss(model, batch, batch.position_ids, cfg.position_loss_weight)
+            loss, correct, count = step_loss(model, batch, batch.position_ids, head_weights)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip > 0:
