@@ -42,7 +42,7 @@ def generate(model: Transformer, prompt: torch.Tensor, prompt_ids: torch.Tensor,
     model.eval()
     name = next((n for n, h in model.heads().items() if h is id_head), "")
     allowed = id_head.allowed(prompt_ids) if id_head is not None and restrict_ids else None
-    cache = KVCache() if use_cache else None
+    cache = KVCache(capacity=prompt.shape[1] + steps) if use_cache else None
     seq, seq_ids = prompt, prompt_ids
     prompt_hidden = model.hidden(prompt, prompt_ids, cache)  # causal: the same rows whatever follows
     memory = model.prompt_memory(prompt_hidden, prompt, prompt_ids)

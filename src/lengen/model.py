@@ -1,9 +1,11 @@
 """A decoder-only transformer whose position scheme is a pluggable module.
 
-Pre-norm blocks, fused QKV projection, PyTorch's scaled_dot_product_attention (no loops over heads
-or tokens). The forward pass calls the same scheme hooks whatever the scheme is: ``prepare_ids`` is
-left to the caller (trainer, evaluator, generator) because randomized schemes must rewrite a whole
-sequence's ids once, not once per decoding step.
+Pre-norm blocks, PyTorch's scaled_dot_product_attention (no loops over heads or tokens;
+``lengen.attention``: the key/value cache and the attention-pattern hook ``capture_attention``).
+The forward pass calls the same scheme hooks whatever the scheme is: ``prepare_ids`` is left to the
+caller (``lengen.position_ids``) because randomized schemes must rewrite a whole sequence's ids once,
+not once per decoding step. Output heads beyond the token head are built from the config by the
+registered builders of ``lengen.heads``.
 """
 
 from __future__ import annotations
@@ -16,9 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lengen.attention import Attention, KVCache, capture_attention
 from lengen.errors import ConfigError
 from lengen.heads import HEADS, VALIDATORS, OutputHead, Prompt, TokenHead
 from lengen.positions import SCHEMES, Dims, PositionScheme, make_scheme
+
+__all__ = ["KVCache", "ModelConfig", "Transformer", "capture_attention"]
 
 NORMS = ("layernorm", "rmsnorm")
 MLPS = ("gelu", "swiglu")
@@ -112,66 +117,11 @@ class MLP(nn.Module):
         return self.down(F.gelu(h))
 
 
-@dataclass
-class KVCache:
-    """Keys and values of every layer for the tokens seen so far, and their position ids."""
-
-    keys: list[torch.Tensor] = field(default_factory=list)
-    values: list[torch.Tensor] = field(default_factory=list)
-    ids: torch.Tensor | None = None
-
-    @property
-    def length(self) -> int:
-        return 0 if self.ids is None else int(self.ids.shape[1])
-
-
-class Attention(nn.Module):
-    def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__()
-        self.n_heads = cfg.n_heads
-        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
-        self.out = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
-        self.dropout = cfg.dropout
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        ids: torch.Tensor,
-        scheme: PositionScheme,
-        mask: torch.Tensor | None,
-        cache: KVCache | None,
-        layer: int,
-    ) -> torch.Tensor:
-        b, t, d = x.shape
-        qkv = self.qkv(x).view(b, t, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
-        q, k = scheme.rotate(qkv[:2], ids).unbind(0)  # queries and keys in one pass: half the ops
-        v = qkv[2]
-        # causal without a mask unless this call continues cached keys (then one query sees them all,
-        # or hidden() built a mask). A plain bool: a test on shapes would be symbolic under
-        # torch.compile(dynamic=True), which breaks the graph at every layer
-        is_causal = mask is None and (cache is None or layer >= len(cache.keys))
-        if cache is not None:
-            if layer < len(cache.keys):
-                k = torch.cat([cache.keys[layer], k], dim=2)
-                v = torch.cat([cache.values[layer], v], dim=2)
-                cache.keys[layer], cache.values[layer] = k, v
-            else:
-                cache.keys.append(k)
-                cache.values.append(v)
-        y = F.scaled_dot_product_attention(
-            q, k, v,
-            attn_mask=None if mask is None else mask.to(q.dtype),
-            is_causal=is_causal,
-            dropout_p=self.dropout if self.training else 0.0,
-        )
-        return self.out(y.transpose(1, 2).reshape(b, t, d))
-
-
 class Block(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.norm1, self.norm2 = make_norm(cfg), make_norm(cfg)
-        self.attn = Attention(cfg)
+        self.attn = Attention(cfg.d_model, cfg.n_heads, cfg.dropout)
         self.mlp = MLP(cfg)
         self.drop = nn.Dropout(cfg.dropout)
 
