@@ -42,6 +42,11 @@ class ModelConfig:
     position_args: dict[str, Any] = field(default_factory=dict)
     dropout: float = 0.0
     tie_embeddings: bool = False
+    # one [q; k; v] and one [gate; up] product per layer, as every documented figure was trained. False:
+    # separate products, whose backward is faster on the CPU (benchmarks/train_throughput.py). The
+    # initial values are the same either way; trained numbers differ in the last bits (a sum of three
+    # input gradients rounds differently from one product), so the default keeps the figures exact
+    fused_projections: bool = True
     # Predictive Position Coupling (lengen.heads.ppc, which validates these): a second head predicting
     # the position id of the next token
     position_head: bool = False
@@ -104,12 +109,16 @@ def make_norm(cfg: ModelConfig) -> nn.Module:
 class MLP(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        self.swiglu = cfg.mlp == "swiglu"
+        self.swiglu, self.fused = cfg.mlp == "swiglu", cfg.fused_projections
         width = cfg.ff_width
-        self.up = nn.Linear(cfg.d_model, 2 * width if self.swiglu else width, bias=False)
+        if self.swiglu and not self.fused:  # gate then up: the initial values of the fused [gate; up] matrix
+            self.gate = nn.Linear(cfg.d_model, width, bias=False)
+        self.up = nn.Linear(cfg.d_model, 2 * width if self.swiglu and self.fused else width, bias=False)
         self.down = nn.Linear(width, cfg.d_model, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.swiglu and not self.fused:
+            return self.down(F.silu(self.gate(x)) * self.up(x))
         h = self.up(x)
         if self.swiglu:
             gate, value = h.chunk(2, dim=-1)
@@ -121,7 +130,7 @@ class Block(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.norm1, self.norm2 = make_norm(cfg), make_norm(cfg)
-        self.attn = Attention(cfg.d_model, cfg.n_heads, cfg.dropout)
+        self.attn = Attention(cfg.d_model, cfg.n_heads, cfg.dropout, cfg.fused_projections)
         self.mlp = MLP(cfg)
         self.drop = nn.Dropout(cfg.dropout)
 
@@ -218,11 +227,21 @@ class Transformer(nn.Module):
         return self.head(rows), outputs
 
     def upgrade_state_dict(self, weights: dict[str, torch.Tensor], prefix: str = "") -> dict[str, torch.Tensor]:
-        """Rename, in place, the keys of weights saved before the output heads were modules."""
+        """Convert, in place, weights saved in an older layout: output heads before they were modules,
+        fused q/k/v and gate/up products into a model with separate ones."""
         for name, head in self.heads().items():
             for old, new in head.legacy_keys().items():
                 if prefix + old in weights:
                     weights[f"{prefix}extra_heads.{name}.{new}"] = weights.pop(prefix + old)
+        if not self.cfg.fused_projections:
+            for i in range(self.cfg.n_layers):
+                block = f"{prefix}blocks.{i}."
+                if block + "attn.qkv.weight" in weights:
+                    parts = weights.pop(block + "attn.qkv.weight").chunk(3)
+                    weights |= {f"{block}attn.{p}.weight": w for p, w in zip("qkv", parts, strict=True)}
+                up = weights.get(block + "mlp.up.weight")
+                if self.cfg.mlp == "swiglu" and up is not None and up.shape[0] == 2 * self.cfg.ff_width:
+                    weights[block + "mlp.gate.weight"], weights[block + "mlp.up.weight"] = up.chunk(2)
         return weights
 
     def _upgrade_keys(self, state_dict: dict[str, torch.Tensor], prefix: str, *args: Any) -> None:
