@@ -18,7 +18,7 @@ class AnswerOutputs:
 
     logits: torch.Tensor  # [B, A, vocab] next-token logits (float32)
     extra: dict[str, torch.Tensor]  # every other output head's outputs by head name (float32)
-    prompt_ids: torch.Tensor  # [B, P] the prompt's ids, which pointer-like heads decode into
+    prompt_ids: torch.Tensor  # [B, P] the prompt's ids (a head may decode into them)
 
 
 def answer_outputs(model: Transformer, batch: Batch, ids: torch.Tensor) -> AnswerOutputs:

@@ -109,7 +109,7 @@ def evaluate_generation_length(model: Transformer, task: Task, length: int, samp
                                metrics: Sequence[str] = DEFAULT_METRICS) -> dict[str, Any]:
     """Greedy decoding with a KV cache: per-token accuracy and exact match of the whole answer.
 
-    With an id-predicting output head (PPC) on coupled ids, every emitted token is fed with the id the
+    With an id-predicting output head on coupled ids, every emitted token is fed with the id the
     model predicted, and ``position_accuracy`` is the fraction of those ids equal to the task's
     coupled ids. Otherwise the emitted tokens take the ids the task gives (plain, or coupled: an oracle
     unless ``task.ids_from_layout``).

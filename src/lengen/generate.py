@@ -3,7 +3,7 @@
 Every emitted token needs a position id before it can be fed back:
 - plain and coupled ids given by the task (``output_ids``): the id the sequence would have there;
 - predicted (``predict_ids``): the id the model's id-predicting output head (``Transformer.id_head``,
-  e.g. PPC's position head) decoded at the same step as the token. No id of the answer is taken from
+  ``lengen.heads``) decoded at the same step as the token. No id of the answer is taken from
   the task. With ``restrict_ids`` the head may restrict its choice to what the prompt allows (its
   ``allowed`` mask; a head that always predicts a prompt token's id needs none).
 """
@@ -30,10 +30,10 @@ def generate(model: Transformer, prompt: torch.Tensor, prompt_ids: torch.Tensor,
              restrict_ids: bool = True) -> Generation:
     """Greedily emit ``steps`` tokens after ``prompt`` [B, P] whose (prepared) ids are ``prompt_ids``.
 
-    Exactly one of ``output_ids`` [B, steps] (ids for the emitted tokens) and ``predict_ids`` (PPC).
+    Exactly one of ``output_ids`` [B, steps] (ids for the emitted tokens) and ``predict_ids``.
     """
     if predict_ids == (output_ids is not None):
-        raise LengenError("generate: give output_ids, or set predict_ids for a model with a position head")
+        raise LengenError("generate: give output_ids, or set predict_ids for a model with an id-predicting head")
     id_head = model.id_head() if predict_ids else None
     if predict_ids and id_head is None:
         raise LengenError("generate: predict_ids needs a model with an output head that predicts ids")

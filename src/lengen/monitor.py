@@ -6,7 +6,7 @@ while the setting the experiment is about is still unlearned: a model trained on
 on the mixture long before it has learned k = 8 (issue 13). So, every ``check_every`` steps:
 
 - the model is scored on fixed held-out samples of each target setting at ``train.max_len``
-  (teacher-forced exact match: every answer token, and for PPC every predicted position id, right;
+  (teacher-forced exact match: every answer token, and every position id an output head predicts, right;
   a teacher-forced exact sample is exactly what greedy decoding emits, so this equals the generation
   exact match without decoding);
 - training stops once the *worst* setting reaches ``train.target_accuracy`` (``stop_on: target``);
@@ -47,8 +47,8 @@ class HeldOut:
 
 
 def teacher_exact(model: Any, batch: Batch) -> torch.Tensor:
-    """Per-sample teacher-forced exact match [B] (bool): every answer token right, and with a PPC head
-    every next-position id right except after the last answer token (EOS is never fed back)."""
+    """Per-sample teacher-forced exact match [B] (bool): every answer token right, and with an
+    id-predicting output head every next-position id right except after the last answer token (EOS is never fed back)."""
     ids = batch.position_ids
     out = answer_outputs(model, batch, ids)
     hit = (model.head.decode(out.logits) == batch.answers()).all(dim=1)

@@ -25,7 +25,7 @@ from torch import nn
 from lengen.errors import ConfigError
 
 if TYPE_CHECKING:
-    from lengen.model import ModelConfig
+    from lengen.model_config import ModelConfig
     from lengen.positions import PositionScheme
     from lengen.tasks import Batch
 

@@ -32,7 +32,7 @@ from lengen.heads.base import OutputHead, Prompt, register_head, register_valida
 from lengen.heads.pointer import CountPointer
 
 if TYPE_CHECKING:
-    from lengen.model import ModelConfig
+    from lengen.model_config import ModelConfig
     from lengen.positions import PositionScheme
     from lengen.tasks import Batch
 
