@@ -30,13 +30,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from lengen.answers import model_ids
 from lengen.checkpoint import load_model
 from lengen.errors import LengenError
 from lengen.evaluate import eval_batch_size, generation_inputs
 from lengen.generate import generate
 from lengen.io import atomic_write_text
 from lengen.monitor import teacher_exact
+from lengen.position_ids import prepare_position_ids
 from lengen.tasks import make_task
 
 
@@ -45,14 +45,14 @@ def exact_match(model: Any, task: Any, length: int, samples: int, seed: int, ids
                 device: torch.device, teacher: bool) -> float:
     """Fraction of ``samples`` fresh sums of ``length`` digits answered exactly (whole answer and EOS)."""
     rng = np.random.default_rng([seed, length, 15])
-    ppc = model.position_head is not None and ids_kind == "coupled"
+    ppc = model.id_head() is not None and ids_kind == "coupled"
     exact = done = 0
     if teacher:
         batch = min(batch, eval_batch_size(3 * length + 4, model.cfg.n_heads, samples))
     while done < samples:
         n = min(batch, samples - done)
         b = task.sample(rng, n, length)
-        ids = model.prepare_ids(model_ids(b, ids_kind)).to(device)  # eval mode: no random offset
+        ids = prepare_position_ids(model, b, ids_kind).to(device)  # eval mode: no random offset
         b = b.to(device)
         if teacher:
             b.position_ids = ids

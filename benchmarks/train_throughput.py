@@ -1,7 +1,9 @@
 """Training tokens/s of lengen's model against Hugging Face transformers' LlamaForCausalLM, and MFU.
 
-Both models get the same Llama-like shape (RMSNorm, SwiGLU with the same hidden width, RoPE, same
-width, depth, heads and vocabulary, no tied embeddings), the same loop (full next-token loss on every
+lengen runs twice: with separate q/k/v and gate/up products (``fused_projections: false``, row
+"lengen") and with the fused ones (the default, row "lengen-fused"). Both models get the same
+Llama-like shape (RMSNorm, SwiGLU with the same hidden width, RoPE, same width, depth, heads and
+vocabulary, no tied embeddings), the same loop (full next-token loss on every
 position, AdamW, gradient clipping), the same batches and the same threads. Repetitions of the two
 are interleaved (ABBA order) so that drift and other processes' load hit both alike; the report is
 the median of the per-repetition ratios. Model FLOPs utilization (MFU) is the achieved training
@@ -60,9 +62,10 @@ QUICK = [Size("quick", 32, 1, 2, 16, 2, 2)]
 LLAMA_EXTRA: dict[str, Any] = {"rope_theta": 10000.0, "attn_implementation": "sdpa"}
 
 
-def lengen_model(size: Size, vocab: int) -> Transformer:
+def lengen_model(size: Size, vocab: int, fused: bool = False) -> Transformer:
+    """lengen's Llama-like model; separate q/k/v and gate/up products unless ``fused``."""
     cfg = ModelConfig(vocab_size=vocab, d_model=size.d_model, n_layers=size.n_layers, n_heads=size.n_heads,
-                      norm="rmsnorm", mlp="swiglu", position="rope")
+                      norm="rmsnorm", mlp="swiglu", position="rope", fused_projections=fused)
     return Transformer(cfg)
 
 
@@ -187,9 +190,12 @@ def bench_size(size: Size, vocab: int, reps: int, setting: Setting, peak: float,
     def llama_logits(model: Callable[..., Any]) -> Callable[[torch.Tensor], torch.Tensor]:
         return lambda t: model(input_ids=t, use_cache=False).logits
 
+    torch.manual_seed(0)  # the same initial values as ``ours`` (the fused matrices draw them in the same order)
+    fused = lengen_model(size, vocab, fused=True).to(device)
     contestants = [
         Contestant("lengen", ours, lengen_logits(ours), ours.flops_per_token(size.seq), setting),
         Contestant("transformers", theirs, llama_logits(theirs), llama_flops_per_token(theirs, size.seq), setting),
+        Contestant("lengen-fused", fused, lengen_logits(fused), fused.flops_per_token(size.seq), setting),
     ]
     if compile_too:  # twins with the same initial weights, so that every contestant trains alike
         for name, eager, make_logits in (("lengen", ours, lengen_logits), ("transformers", theirs, llama_logits)):
@@ -219,7 +225,9 @@ def bench_size(size: Size, vocab: int, reps: int, setting: Setting, peak: float,
                            "n_heads": size.n_heads, "seq": size.seq, "batch": size.batch, "vocab": vocab,
                            "d_ff": d_ff, "threads": setting.threads, "device": str(device), "reps": reps,
                            "ratio_lengen_over_transformers": ratio("lengen", "transformers"),
-                           "ratios": [round(r, 3) for r in per_rep("lengen", "transformers")]}
+                           "ratios": [round(r, 3) for r in per_rep("lengen", "transformers")],
+                           "ratio_fused_lengen_over_transformers": ratio("lengen-fused", "transformers"),
+                           "ratio_lengen_over_fused_lengen": ratio("lengen", "lengen-fused")}
     for c in contestants:
         out[c.name] = {"tokens_per_s": round(rate[c.name]), "tokens_per_wall_s": round(median(c.tokens_per_wall_s)),
                        "fwd_flops_per_token": c.fwd_flops,
@@ -239,7 +247,7 @@ def bench_size(size: Size, vocab: int, reps: int, setting: Setting, peak: float,
     return out
 
 
-CONTESTANTS = ("lengen", "transformers", "lengen+compile", "transformers+compile")
+CONTESTANTS = ("lengen", "transformers", "lengen-fused", "lengen+compile", "transformers+compile")
 
 
 def report(r: dict[str, Any]) -> None:
@@ -256,6 +264,8 @@ def report(r: dict[str, Any]) -> None:
             print(f"  {'':21s} CPU s per step (profiled): matmul {b['matmul']:.3f}, attention {b['attention']:.3f}, "
                   f"other {b['other']:.3f}, total {b['total']:.3f}")
     print(f"  lengen / transformers tokens/s: {r['ratio_lengen_over_transformers']:.2f}x (median of {r['ratios']})")
+    print(f"  lengen-fused (the default fused_projections: one q/k/v and one gate/up product) / transformers: "
+          f"{r['ratio_fused_lengen_over_transformers']:.2f}x; lengen / lengen-fused: {r['ratio_lengen_over_fused_lengen']:.2f}x")
     if "ratio_compiled_over_eager" in r:
         print(f"  lengen compiled / eager: {r['ratio_compiled_over_eager']:.2f}x; lengen compiled / transformers "
               f"compiled: {r['ratio_compiled_lengen_over_compiled_transformers']:.2f}x; lengen compiled / "

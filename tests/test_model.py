@@ -30,7 +30,8 @@ def ids_for(model: Transformer, b: int, t: int, start: int = 0) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("name", sorted(SCHEME_ARGS))
-@pytest.mark.parametrize("model_args", [{}, {"norm": "rmsnorm", "mlp": "swiglu"}])
+@pytest.mark.parametrize("model_args", [{}, {"norm": "rmsnorm", "mlp": "swiglu"},
+                                        {"norm": "rmsnorm", "mlp": "swiglu", "fused_projections": False}])
 def test_changing_a_later_token_never_changes_an_earlier_output(name, model_args):
     check_causal(build(name, **model_args))
 

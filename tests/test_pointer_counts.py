@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from lengen.answers import answer_loss, answer_outputs, next_position_targets
+from lengen.answers import answer_loss, answer_outputs
 from lengen.errors import ConfigError
 from lengen.evaluate import generation_inputs
 from lengen.generate import generate
 from lengen.heads.pointer import CountPointer, count_features
+from lengen.heads.ppc import next_position_targets
 from lengen.model import ModelConfig, Transformer
 from lengen.tasks import make_task
 
@@ -115,7 +116,7 @@ def test_counts_pointer_learns_gaps_longer_than_any_in_training(distance):
     rng = np.random.default_rng(0)
     for _ in range(250):
         batch = train_task.sample(rng, 32, int(rng.integers(2, 9)))
-        loss, _, _ = answer_loss(model, batch, batch.coupled_ids, position_weight=1.0)
+        loss, _, _ = answer_loss(model, batch, batch.coupled_ids)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -123,7 +124,7 @@ def test_counts_pointer_learns_gaps_longer_than_any_in_training(distance):
 
     def next_id_hits(batch):
         with torch.no_grad():
-            _, scores = answer_outputs(model, batch, batch.coupled_ids)
+            scores = answer_outputs(model, batch, batch.coupled_ids).extra["position"]
         pred = batch.coupled_ids[:, :batch.prompt_length].gather(1, scores.argmax(-1))
         return (pred == next_position_targets(batch, batch.coupled_ids)).float()
 

@@ -5,13 +5,14 @@ import pytest
 import torch
 from helpers import tiny_experiment
 
+from lengen.answers import answer_loss, answer_outputs
 from lengen.config_parse import parse_experiment
 from lengen.errors import ConfigError, LengenError
 from lengen.evaluate import evaluate, generation_inputs
 from lengen.generate import generate
+from lengen.heads.ppc import next_position_targets, pointer_anchors, pointer_loss
 from lengen.model import ModelConfig, Transformer
 from lengen.tasks import make_task
-from lengen.train import answer_loss, answer_outputs, next_position_targets, pointer_loss
 
 
 def _model(position: str = "learned", head: bool = False, seed: int = 0, **args) -> Transformer:
@@ -33,7 +34,7 @@ def _train_briefly(model, task, steps: int = 120) -> None:
     for _ in range(steps):
         batch = task.sample(rng, 32, int(rng.integers(2, 9)))
         ids = model.prepare_ids(batch.coupled_ids, gen)
-        loss, _, _ = answer_loss(model, batch, ids, position_weight=1.0)
+        loss, _, _ = answer_loss(model, batch, ids, {"position": 1.0})
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -77,7 +78,8 @@ def test_generation_arguments_are_checked():
 def _position_accuracy(model: Transformer, batch) -> float:
     hidden = model.hidden(batch.tokens, batch.coupled_ids)
     rows = torch.gather(hidden, 1, batch.answer_index[:, :, None].expand(-1, -1, hidden.shape[-1]))
-    pred = model.position_logits(rows).argmax(-1)
+    _, logits = model.heads()["position"].outputs(rows, batch.coupled_ids, hidden, batch.coupled_ids)
+    pred = logits.argmax(-1)
     return float((pred == next_position_targets(batch, batch.coupled_ids)).float().mean())
 
 
@@ -178,12 +180,40 @@ def test_pointer_head_is_validated():
                                 position_head_kind="pointer", position_head_tied=True))
     with pytest.raises(ConfigError):
         ModelConfig(position_head_kind="nearest").validate()
-    with pytest.raises(ConfigError):
-        _pointer_model().position_logits(torch.zeros(1, 32))
+
+
+def test_the_model_code_names_no_position_head():
+    """PPC lives in its head module and its config: the model, training, evaluation and generation code
+    never mention it."""
+    import inspect
+
+    from lengen import answers, evaluate, generate, model, monitor, train
+    source = "".join(inspect.getsource(m) for m in (answers, evaluate, generate, model, monitor, train)).lower()
+    assert not any(word in source for word in ("ppc", "pointer", "position_head", "position_class"))
+
+
+@pytest.mark.parametrize("kind,distance", [("classes", "exact"), ("pointer", "exact"), ("pointer", "interpolated"),
+                                           ("pointer", "counts")])
+def test_checkpoints_written_before_heads_were_modules_still_load(tmp_path, kind, distance):
+    from safetensors.torch import save_file
+
+    from lengen.checkpoint import load_weights
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=12, d_model=32, n_layers=1, n_heads=2, position="learned",
+                      position_args={"max_position": 64}, position_head=True, position_head_kind=kind,
+                      pointer_distance=distance)
+    model = Transformer(cfg)
+    renames = {f"extra_heads.position.{new}": old for old, new in model.heads()["position"].legacy_keys().items()}
+    old = {renames.get(k, k): v.clone() for k, v in model.state_dict().items()}
+    assert any(k.startswith(("position_head", "pointer_")) for k in old)
+    save_file(old, str(tmp_path / "model.safetensors"))
+    fresh = Transformer(cfg)
+    load_weights(tmp_path, fresh)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), fresh.state_dict().values(), strict=True))
 
 
 def _pointer_accuracy(model: Transformer, batch) -> float:
-    _, scores = answer_outputs(model, batch, batch.coupled_ids)
+    scores = answer_outputs(model, batch, batch.coupled_ids).extra["position"]
     prompt_ids = batch.coupled_ids[:, :batch.prompt_length]
     pred = prompt_ids.gather(1, scores.argmax(-1))
     return float((pred == next_position_targets(batch, batch.coupled_ids)).float().mean())
@@ -203,13 +233,12 @@ def test_pointer_head_learns_next_coupled_id():
 
 
 def test_interpolated_pointer_distances_by_hand():
-    from lengen.model import pointer_anchors
     assert pointer_anchors(16) == [0, 1, 2, 3, 4, 6, 8, 12, 16] and pointer_anchors(2) == [0, 1, 2]
-    model = _pointer_model(distance="interpolated")  # anchors -2 -1 0 1 2 3 4 6
-    assert model.pointer_anchors.tolist() == [-2, -1, 0, 1, 2, 3, 4, 6]
+    head = _pointer_model(distance="interpolated").heads()["position"]  # anchors -2 -1 0 1 2 3 4 6
+    assert head.anchors.tolist() == [-2, -1, 0, 1, 2, 3, 4, 6]
     rows, memory = torch.randn(1, 1, 32), torch.zeros(1, 12, 32)  # zero memory: the distance term only
-    scores = model.pointer_scores(rows, torch.tensor([[3]]), memory, torch.arange(12)[None])[0, 0]
-    per_anchor = model.position_head(rows)[0, 0] @ model.pointer_bias.weight.T / 32 ** 0.5
+    scores = head.scores(rows, torch.tensor([[3]]), memory, torch.arange(12)[None])[0, 0]
+    per_anchor = head.query(rows)[0, 0] @ head.distance.weight.T / 32 ** 0.5
     assert torch.allclose(scores[3 + 5], (per_anchor[6] + per_anchor[7]) / 2, atol=1e-6)  # distance 5
     assert torch.allclose(scores[3 + 8], per_anchor[7], atol=1e-6)  # beyond the clip: the last anchor
     assert torch.allclose(scores[0], per_anchor[0], atol=1e-6)  # distance -3: clipped to -2

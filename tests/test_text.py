@@ -148,12 +148,13 @@ def tiny_cell(folder, tmp_path, position="rope", **train):
 
 
 def test_pose_in_training_only(folder, tmp_path, monkeypatch):
+    from lengen import position_ids
     from lengen import train as train_mod
     from lengen.evaluate import evaluate
 
     calls = []
-    real = train_mod.pose_ids
-    monkeypatch.setattr(train_mod, "pose_ids", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
+    real = position_ids.pose_ids
+    monkeypatch.setattr(position_ids, "pose_ids", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
     cell = tiny_cell(folder, tmp_path, pose_target_length=128)
     result = train_mod.train(cell, progress=False)
     assert calls == [128] * 30 and np.isfinite(result.history[-1]["loss"])

@@ -82,6 +82,7 @@ def load_weights(path: Path, model: torch.nn.Module) -> None:
         weights = load_file(str(Path(path) / MODEL_FILE))
     except (OSError, SafetensorError) as e:
         raise LengenError(f"checkpoint {path}: unreadable {MODEL_FILE} ({e})") from None
+    weights = getattr(model, "upgrade_state_dict", dict)(weights)  # keys renamed since it was written
     mismatch = first_mismatch(weights, model.state_dict())
     if mismatch:
         raise LengenError(f"checkpoint {path}: its weights do not fit this model's configuration: {mismatch}")

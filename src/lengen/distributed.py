@@ -50,8 +50,8 @@ class DataSplit:
         device = next(model.parameters()).device
         ddp = torch.nn.parallel.DistributedDataParallel(
             _Loss(model, loss_fn), device_ids=[device.index] if device.type == "cuda" else None,
-            # a position head is unused when its loss weight is 0; finding that costs a graph traversal per step
-            find_unused_parameters=getattr(model, "position_head", None) is not None)
+            # an extra output head is unused when its loss weight is 0; finding that costs a graph traversal per step
+            find_unused_parameters=bool(getattr(model, "extra_heads", None)))
 
         def step_loss(_model: Any, *args: Any) -> tuple[torch.Tensor, torch.Tensor, int]:
             out: tuple[torch.Tensor, torch.Tensor, int] = ddp(*args)

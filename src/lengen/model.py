@@ -1,121 +1,29 @@
 """A decoder-only transformer whose position scheme is a pluggable module.
 
-Pre-norm blocks, fused QKV projection, PyTorch's scaled_dot_product_attention (no loops over heads
-or tokens). The forward pass calls the same scheme hooks whatever the scheme is: ``prepare_ids`` is
-left to the caller (trainer, evaluator, generator) because randomized schemes must rewrite a whole
-sequence's ids once, not once per decoding step.
+Pre-norm blocks, PyTorch's scaled_dot_product_attention (no loops over heads or tokens;
+``lengen.attention``: the key/value cache and the attention-pattern hook ``capture_attention``).
+The forward pass calls the same scheme hooks whatever the scheme is: ``prepare_ids`` is left to the
+caller (``lengen.position_ids``) because randomized schemes must rewrite a whole sequence's ids once,
+not once per decoding step. Output heads beyond the token head are built from the config by the
+registered builders of ``lengen.heads``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lengen.attention import Attention, KVCache, capture_attention
 from lengen.errors import ConfigError
-from lengen.heads.pointer import CountPointer
-from lengen.positions import SCHEMES, Dims, PositionScheme, make_scheme
+from lengen.heads import HEADS, OutputHead, Prompt, TokenHead
+from lengen.model_config import ModelConfig
+from lengen.positions import Dims, PositionScheme, make_scheme
 
-NORMS = ("layernorm", "rmsnorm")
-MLPS = ("gelu", "swiglu")
-
-
-@dataclass
-class ModelConfig:
-    vocab_size: int = 0  # filled in from the task when 0
-    d_model: int = 64
-    n_layers: int = 2
-    n_heads: int = 4
-    d_ff: int | None = None  # default: 4 d_model (gelu) or the Llama-style 8/3 d_model (swiglu)
-    norm: str = "layernorm"
-    mlp: str = "gelu"
-    position: str = "nope"
-    position_args: dict[str, Any] = field(default_factory=dict)
-    dropout: float = 0.0
-    tie_embeddings: bool = False
-    # Predictive Position Coupling: a second head predicting the position id of the next token
-    position_head: bool = False
-    position_classes: int | None = None  # ids the head can predict (None: the scheme's max_position)
-    # score each id by the similarity of a projection of the hidden state to that id's row of the
-    # scheme's learned table (an ordered, shared encoding of ids) instead of a separate output row
-    position_head_tied: bool = False
-    # "classes": a classifier over absolute id classes. "pointer": score every prompt token as the
-    # source of the next token's id (dot product of a projected hidden state with the token's key plus
-    # a learned vector per clipped relative coupled-id distance); the predicted id is the best prompt token's id, so
-    # no absolute id class is needed and the scheme may have no id table (rope, t5_bias, ...)
-    position_head_kind: str = "classes"
-    pointer_max_distance: int = 16  # pointer: forward id distances beyond this share one bias
-    pointer_max_back: int | None = None  # pointer: backward distances beyond this share one (None: same)
-    # pointer: "exact" learns one vector per clipped distance; "interpolated" learns vectors at the
-    # anchor distances 0, +-1, +-2, +-3, +-4, +-6, +-8, +-12, +-16, ... (up to the clips) and interpolates
-    # linearly between them, so rarely seen distances share what their neighbours learned
-    pointer_distance: str = "exact"
-    # "counts" (lengen.heads.pointer): no per-distance parameter at all; the row scores prompt tokens by
-    # content plus the number of row-chosen candidate tokens between, before and after them in id space,
-    # so every distance is scored by the same few parameters (pointer_max_distance/back are then unused)
-    pointer_gates: int = 2  # counts: candidate classes a row can count
-    pointer_feeds_token: bool = True  # pointer: the token head also reads the pointed-at prompt states
-    # pointer: what prompt tokens are scored (and read) by: their final hidden states ("hidden") or
-    # their token embeddings alone ("embed": the same for every length, so nothing drifts with length)
-    pointer_keys: str = "hidden"
-
-    def validate(self) -> None:
-        for name in ("d_model", "n_layers", "n_heads"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"model: {name} must be >= 1, got {getattr(self, name)}")
-        if self.d_ff is not None and self.d_ff < 1:
-            raise ConfigError(f"model: d_ff must be >= 1, got {self.d_ff}")
-        if self.d_model % self.n_heads:
-            raise ConfigError(f"model: d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
-        if self.norm not in NORMS:
-            raise ConfigError(f"model: unknown norm {self.norm!r}; known: {', '.join(NORMS)}")
-        if self.mlp not in MLPS:
-            raise ConfigError(f"model: unknown mlp {self.mlp!r}; known: {', '.join(MLPS)}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"model: dropout must be in [0, 1), got {self.dropout}")
-        SCHEMES.get_class(self.position)
-        if self.position_head_kind not in ("classes", "pointer"):
-            raise ConfigError(f"model: position_head_kind must be 'classes' or 'pointer', got "
-                              f"{self.position_head_kind!r}")
-        if self.position_head_kind == "pointer" and self.position_head_tied:
-            raise ConfigError("model: position_head_tied applies to position_head_kind 'classes' only")
-        if self.pointer_distance not in ("exact", "interpolated", "counts"):
-            raise ConfigError(f"model: pointer_distance must be 'exact', 'interpolated' or 'counts', got "
-                              f"{self.pointer_distance!r}")
-        if self.pointer_gates < 1:
-            raise ConfigError(f"model: pointer_gates must be >= 1, got {self.pointer_gates}")
-        if self.pointer_keys not in ("hidden", "embed"):
-            raise ConfigError(f"model: pointer_keys must be 'hidden' or 'embed', got {self.pointer_keys!r}")
-        if self.pointer_max_distance < 1 or (self.pointer_max_back is not None and self.pointer_max_back < 1):
-            raise ConfigError(f"model: pointer_max_distance and pointer_max_back must be >= 1, got "
-                              f"{self.pointer_max_distance}, {self.pointer_max_back}")
-        if self.position_classes is not None and self.position_classes < 2:
-            raise ConfigError(f"model: position_classes must be >= 2, got {self.position_classes}")
-
-    @property
-    def ff_width(self) -> int:
-        if self.d_ff is not None:
-            return self.d_ff
-        if self.mlp == "swiglu":
-            return 64 * math.ceil(8 * self.d_model / 3 / 64)
-        return 4 * self.d_model
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def pointer_anchors(clip: int) -> list[int]:
-    """0, 1, 2, 3, 4, 6, 8, 12, 16, 24, ... below ``clip``, then ``clip`` (the pointer's anchor distances)."""
-    out, a = [0], 1
-    while a < clip:
-        out.append(a)
-        a = a + 1 if a < 4 else a + (a // 2 if (a & (a - 1)) == 0 else a // 3)
-    return out + [clip]
-
+__all__ = ["KVCache", "ModelConfig", "Transformer", "capture_attention"]
 
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float = 1e-6) -> None:
@@ -134,12 +42,16 @@ def make_norm(cfg: ModelConfig) -> nn.Module:
 class MLP(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        self.swiglu = cfg.mlp == "swiglu"
+        self.swiglu, self.fused = cfg.mlp == "swiglu", cfg.fused_projections
         width = cfg.ff_width
-        self.up = nn.Linear(cfg.d_model, 2 * width if self.swiglu else width, bias=False)
+        if self.swiglu and not self.fused:  # gate then up: the initial values of the fused [gate; up] matrix
+            self.gate = nn.Linear(cfg.d_model, width, bias=False)
+        self.up = nn.Linear(cfg.d_model, 2 * width if self.swiglu and self.fused else width, bias=False)
         self.down = nn.Linear(width, cfg.d_model, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.swiglu and not self.fused:
+            return self.down(F.silu(self.gate(x)) * self.up(x))
         h = self.up(x)
         if self.swiglu:
             gate, value = h.chunk(2, dim=-1)
@@ -147,66 +59,11 @@ class MLP(nn.Module):
         return self.down(F.gelu(h))
 
 
-@dataclass
-class KVCache:
-    """Keys and values of every layer for the tokens seen so far, and their position ids."""
-
-    keys: list[torch.Tensor] = field(default_factory=list)
-    values: list[torch.Tensor] = field(default_factory=list)
-    ids: torch.Tensor | None = None
-
-    @property
-    def length(self) -> int:
-        return 0 if self.ids is None else int(self.ids.shape[1])
-
-
-class Attention(nn.Module):
-    def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__()
-        self.n_heads = cfg.n_heads
-        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
-        self.out = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
-        self.dropout = cfg.dropout
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        ids: torch.Tensor,
-        scheme: PositionScheme,
-        mask: torch.Tensor | None,
-        cache: KVCache | None,
-        layer: int,
-    ) -> torch.Tensor:
-        b, t, d = x.shape
-        qkv = self.qkv(x).view(b, t, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
-        q, k = scheme.rotate(qkv[:2], ids).unbind(0)  # queries and keys in one pass: half the ops
-        v = qkv[2]
-        # causal without a mask unless this call continues cached keys (then one query sees them all,
-        # or hidden() built a mask). A plain bool: a test on shapes would be symbolic under
-        # torch.compile(dynamic=True), which breaks the graph at every layer
-        is_causal = mask is None and (cache is None or layer >= len(cache.keys))
-        if cache is not None:
-            if layer < len(cache.keys):
-                k = torch.cat([cache.keys[layer], k], dim=2)
-                v = torch.cat([cache.values[layer], v], dim=2)
-                cache.keys[layer], cache.values[layer] = k, v
-            else:
-                cache.keys.append(k)
-                cache.values.append(v)
-        y = F.scaled_dot_product_attention(
-            q, k, v,
-            attn_mask=None if mask is None else mask.to(q.dtype),
-            is_causal=is_causal,
-            dropout_p=self.dropout if self.training else 0.0,
-        )
-        return self.out(y.transpose(1, 2).reshape(b, t, d))
-
-
 class Block(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.norm1, self.norm2 = make_norm(cfg), make_norm(cfg)
-        self.attn = Attention(cfg)
+        self.attn = Attention(cfg.d_model, cfg.n_heads, cfg.dropout, cfg.fused_projections)
         self.mlp = MLP(cfg)
         self.drop = nn.Dropout(cfg.dropout)
 
@@ -227,43 +84,14 @@ class Transformer(nn.Module):
         self.positions = make_scheme(cfg.position, Dims(cfg.d_model, cfg.n_heads), **cfg.position_args)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.norm = make_norm(cfg)
-        self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
-        self.position_head: nn.Module | None = None
-        self.position_classes = 0
-        self.pointer_key: nn.Linear | None = None
-        self.pointer_value: nn.Linear | None = None
-        self.pointer_bias: nn.Embedding | None = None
-        if cfg.position_head and cfg.position_head_kind == "pointer" and cfg.pointer_distance == "counts":
-            self.position_head = CountPointer(cfg.d_model, cfg.pointer_gates)
-            if cfg.pointer_feeds_token:
-                self.pointer_value = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
-        elif cfg.position_head and cfg.position_head_kind == "pointer":
-            self.position_head = nn.Linear(cfg.d_model, cfg.d_model, bias=False)  # pointer queries
-            self.pointer_key = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
-            back = cfg.pointer_max_back or cfg.pointer_max_distance
-            # one learned vector per clipped relative distance, added to the keys (Shaw et al. 2018):
-            # the query decides how much each distance counts
-            anchors = [-a for a in reversed(pointer_anchors(back)[1:])] + pointer_anchors(cfg.pointer_max_distance)
-            interpolated = cfg.pointer_distance == "interpolated"
-            self.register_buffer("pointer_anchors", torch.tensor(anchors, dtype=torch.float32) if interpolated
-                                 else None, persistent=False)
-            self.pointer_bias = nn.Embedding(len(anchors) if interpolated else back + cfg.pointer_max_distance + 1,
-                                             cfg.d_model)
-            if cfg.pointer_feeds_token:
-                self.pointer_value = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
-        elif cfg.position_head:
-            classes = cfg.position_classes or self.positions.max_position()
-            if classes is None:
-                raise ConfigError(f"model: position_head needs position_classes (scheme {cfg.position} has no "
-                                  f"max_position)")
-            table = self.positions.id_table()
-            if cfg.position_head_tied and table is None:
-                raise ConfigError(f"model: position_head_tied needs a scheme with a learned id table, not "
-                                  f"{cfg.position}")
-            self.position_classes = table.num_embeddings if isinstance(table, nn.Embedding) and \
-                cfg.position_head_tied else classes
-            self.position_head = nn.Linear(cfg.d_model, cfg.d_model if cfg.position_head_tied else classes,
-                                           bias=False)
+        self.head = TokenHead(cfg.d_model, cfg.vocab_size)
+        # further output heads, built by the registered builders that the config asks for (lengen.heads)
+        self.extra_heads = nn.ModuleDict()
+        for name, build in HEADS.items():
+            head = build(cfg, self.positions)
+            if head is not None:
+                self.extra_heads[name] = head
+        self._register_load_state_dict_pre_hook(self._upgrade_keys)
         self._init_weights()
         if cfg.tie_embeddings:
             self.head.weight = self.embed.weight
@@ -305,69 +133,52 @@ class Transformer(nn.Module):
         """Next-token logits [B, T, vocab]."""
         return self.head(self.hidden(tokens, ids, cache))
 
-    def position_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """PPC: logits over the position id of the next token, [..., position_classes]."""
-        if self.position_head is None:
-            raise ConfigError("model: this model has no position head (set model.position_head: true)")
-        if self.pointer:
-            raise ConfigError("model: a pointer position head scores prompt tokens; use pointer_scores")
-        table = self.positions.id_table()
-        if self.cfg.position_head_tied and table is not None:
-            return self.position_head(hidden) @ table.weight.T
-        return self.position_head(hidden)
+    def id_head(self) -> OutputHead | None:
+        """The output head that predicts the next token's position id, if the model has one."""
+        return next((h for h in self.heads().values() if h.predicts_ids), None)
 
-    @property
-    def pointer(self) -> bool:
-        """True for a PPC model whose position head points at prompt tokens."""
-        return self.cfg.position_head and self.cfg.position_head_kind == "pointer"
+    def heads(self) -> dict[str, OutputHead]:
+        """The output heads beyond the token head by name, in the order they run."""
+        return {name: h for name, h in self.extra_heads.items() if isinstance(h, OutputHead)}
 
-    def pointer_memory(self, prompt_hidden: torch.Tensor, prompt: torch.Tensor) -> torch.Tensor:
-        """What a pointer head scores and reads for each prompt token, [B, P, d_model]."""
-        return self.embed(prompt) if self.cfg.pointer_keys == "embed" else prompt_hidden
+    def prompt_memory(self, prompt_hidden: torch.Tensor, prompt: torch.Tensor,
+                      prompt_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        """What each output head reads of the prompt [B, P] (computed once per sequence)."""
+        context = Prompt(prompt_hidden, prompt, prompt_ids, self.embed)
+        return {name: head.memory(context) for name, head in self.heads().items()}
 
-    def pointer_scores(self, rows: torch.Tensor, row_ids: torch.Tensor, memory: torch.Tensor,
-                       prompt_ids: torch.Tensor) -> torch.Tensor:
-        """Pointer PPC: [B, A, P] scores of "the next token's id is prompt token p's id" for each row.
+    def answer_outputs(self, rows: torch.Tensor, row_ids: torch.Tensor, memory: dict[str, torch.Tensor],
+                       prompt_ids: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Token logits [B, A, vocab] and every other head's outputs for hidden ``rows`` with ids ``row_ids``.
 
-        ``memory`` [B, P, d_model] is ``pointer_memory`` of the prompt.
+        The other heads run first: a head may change the rows the token head reads (one may add what it
+        reads of the prompt). ``memory`` is ``prompt_memory`` of the prompt, whose ids are ``prompt_ids``.
         """
-        if isinstance(self.position_head, CountPointer):
-            return self.position_head(rows, row_ids, memory, prompt_ids)
-        if self.position_head is None or self.pointer_key is None or self.pointer_bias is None:
-            raise ConfigError("model: pointer_scores needs position_head_kind 'pointer'")
-        q, k = self.position_head(rows), self.pointer_key(memory)
-        ahead, back = self.cfg.pointer_max_distance, self.cfg.pointer_max_back or self.cfg.pointer_max_distance
-        rel = (prompt_ids[:, None, :] - row_ids[:, :, None]).clamp(-back, ahead)  # [B, A, P]
-        content = q @ k.transpose(1, 2)
-        anchors = self.pointer_anchors
-        if not isinstance(anchors, torch.Tensor):
-            relative = (q[:, :, None, :] * self.pointer_bias(rel + back)).sum(-1)
-        else:  # linear interpolation between the two anchors around each distance
-            hi = torch.searchsorted(anchors, rel.float().contiguous(), right=False).clamp(1, len(anchors) - 1)
-            lo = hi - 1
-            w = ((rel.float() - anchors[lo]) / (anchors[hi] - anchors[lo])).clamp(0, 1)
-            table = q @ self.pointer_bias.weight.T  # [B, A, anchors]: the query against every anchor vector
-            relative = torch.lerp(table.gather(2, lo), table.gather(2, hi), w.to(table.dtype))
-        return (content + relative) / math.sqrt(q.shape[-1])
+        outputs = {}
+        for name, head in self.heads().items():
+            rows, outputs[name] = head.outputs(rows, row_ids, memory[name], prompt_ids)
+        return self.head(rows), outputs
 
-    def answer_outputs(self, rows: torch.Tensor, row_ids: torch.Tensor, memory: torch.Tensor,
-                       prompt_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Token logits [B, A, vocab] and PPC position scores for hidden ``rows`` whose ids are ``row_ids``.
+    def upgrade_state_dict(self, weights: dict[str, torch.Tensor], prefix: str = "") -> dict[str, torch.Tensor]:
+        """Convert, in place, weights saved in an older layout: output heads before they were modules,
+        fused q/k/v and gate/up products into a model with separate ones."""
+        for name, head in self.heads().items():
+            for old, new in head.legacy_keys().items():
+                if prefix + old in weights:
+                    weights[f"{prefix}extra_heads.{name}.{new}"] = weights.pop(prefix + old)
+        if not self.cfg.fused_projections:
+            for i in range(self.cfg.n_layers):
+                block = f"{prefix}blocks.{i}."
+                if block + "attn.qkv.weight" in weights:
+                    parts = weights.pop(block + "attn.qkv.weight").chunk(3)
+                    weights |= {f"{block}attn.{p}.weight": w for p, w in zip("qkv", parts, strict=True)}
+                up = weights.get(block + "mlp.up.weight")
+                if self.cfg.mlp == "swiglu" and up is not None and up.shape[0] == 2 * self.cfg.ff_width:
+                    weights[block + "mlp.gate.weight"], weights[block + "mlp.up.weight"] = up.chunk(2)
+        return weights
 
-        Position scores are over id classes [B, A, position_classes] (``classes``), over prompt tokens
-        [B, A, P] (``pointer``; ``memory`` is ``pointer_memory`` of the prompt), or None without a
-        position head. A pointer that feeds the token head adds the pointer-weighted memory
-        (projected) to the rows before the token head.
-        """
-        if self.position_head is None:
-            return self.head(rows), None
-        if not self.pointer:
-            return self.head(rows), self.position_logits(rows)
-        scores = self.pointer_scores(rows, row_ids, memory, prompt_ids)
-        if self.pointer_value is not None:
-            read = torch.softmax(scores.float(), dim=-1).to(memory.dtype) @ memory
-            rows = rows + self.pointer_value(read)
-        return self.head(rows), scores
+    def _upgrade_keys(self, state_dict: dict[str, torch.Tensor], prefix: str, *args: Any) -> None:
+        self.upgrade_state_dict(state_dict, prefix)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

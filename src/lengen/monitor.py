@@ -6,7 +6,7 @@ while the setting the experiment is about is still unlearned: a model trained on
 on the mixture long before it has learned k = 8 (issue 13). So, every ``check_every`` steps:
 
 - the model is scored on fixed held-out samples of each target setting at ``train.max_len``
-  (teacher-forced exact match: every answer token, and for PPC every predicted position id, right;
+  (teacher-forced exact match: every answer token, and every position id an output head predicts, right;
   a teacher-forced exact sample is exactly what greedy decoding emits, so this equals the generation
   exact match without decoding);
 - training stops once the *worst* setting reaches ``train.target_accuracy`` (``stop_on: target``);
@@ -28,9 +28,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from lengen.answers import answer_outputs, model_ids, next_position_targets
+from lengen.answers import answer_outputs, id_predictions
 from lengen.config import Cell, eval_settings
 from lengen.evaluate import eval_batch_size
+from lengen.position_ids import prepare_position_ids
 from lengen.tasks import Batch, Task
 
 
@@ -46,18 +47,14 @@ class HeldOut:
 
 
 def teacher_exact(model: Any, batch: Batch) -> torch.Tensor:
-    """Per-sample teacher-forced exact match [B] (bool): every answer token right, and with a PPC head
-    every next-position id right except after the last answer token (EOS is never fed back)."""
+    """Per-sample teacher-forced exact match [B] (bool): every answer token right, and with an
+    id-predicting output head every next-position id right except after the last answer token (EOS is never fed back)."""
     ids = batch.position_ids
-    logits, scores = answer_outputs(model, batch, ids)
-    hit = (logits.argmax(-1) == batch.answers()).all(dim=1)
-    if scores is not None:
-        targets = next_position_targets(batch, ids)[:, :-1]
-        if model.pointer:
-            predicted = ids[:, :batch.prompt_length].gather(1, scores.argmax(-1))[:, :-1]
-        else:
-            predicted = scores.argmax(-1)[:, :-1]
-        hit &= (predicted == targets).all(dim=1)
+    out = answer_outputs(model, batch, ids)
+    hit = (model.head.decode(out.logits) == batch.answers()).all(dim=1)
+    predicted = id_predictions(model, batch, ids, out)
+    if predicted is not None:
+        hit &= (predicted[0][:, :-1] == predicted[1][:, :-1]).all(dim=1)
     return hit
 
 
@@ -85,7 +82,7 @@ class TargetMonitor:
         while done < samples:
             n = min(eval_batch_size(2 * length + 8, model.cfg.n_heads, samples, model.cfg.vocab_size), samples - done)
             batch = task.sample(rng, n, length)
-            batch.position_ids = model.prepare_ids(model_ids(batch, self.cell.train.ids), gen)
+            batch.position_ids = prepare_position_ids(model, batch, self.cell.train.ids, gen)
             batches.append(batch.to(self.device))
             done += n
         return HeldOut(setting_label(setting), length, batches)

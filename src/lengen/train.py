@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,14 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from lengen.answers import (  # noqa: F401
-    answer_logits,
-    answer_loss,
-    answer_outputs,
-    model_ids,
-    next_position_targets,
-    pointer_loss,
-)
+from lengen.answers import answer_loss, head_loss_weights
 from lengen.checkpoint import (
     find_checkpoint,
     load_best,
@@ -40,7 +34,7 @@ from lengen.distributed import data_split
 from lengen.errors import LengenError, TrainingDiverged
 from lengen.model import Transformer
 from lengen.monitor import TargetMonitor
-from lengen.positions.pose import pose_ids
+from lengen.position_ids import PoSE, prepare_position_ids
 
 
 def same_configuration(saved: Any, cell: Cell) -> bool:
@@ -92,20 +86,110 @@ def _restore_rng(state: dict[str, Any], rng: np.random.Generator, gen: torch.Gen
 
 def train(cell: Cell, out_dir: Path | None = None, resume: bool = False, progress: bool = True,
           stop_after: int | None = None) -> TrainResult:
-    """Train the cell's model. With ``out_dir``, checkpoints go to ``out_dir/checkpoint``.
-
-    ``resume`` continues from that checkpoint when one exists. ``stop_after`` ends the run after that
-    many steps in total, as an interruption would (tests use it to check resume).
-    """
+    """Train the cell's model; with ``out_dir``, checkpoints go to ``out_dir/checkpoint``. ``resume``
+    continues from that checkpoint when one exists; ``stop_after`` ends the run after that many steps
+    in total, as an interruption would (tests use it to check resume)."""
     cfg = cell.train
+    device = _setup(cfg)
+    task = cell.build_task()
+    model, rng, gen, optimizer = _start(cell, task.vocab_size)
+    ckpt_dir = None if out_dir is None else Path(out_dir) / "checkpoint"
+    found = find_checkpoint(ckpt_dir) if resume and ckpt_dir is not None else None
+    run = _Resumed() if found is None else _resume(found, cell, model, optimizer, rng, gen)
+    if run.finished is not None:
+        return run.finished
+    step, history, elapsed, partial, best = run.step, run.history, run.elapsed, run.partial, run.best
+    model.to(device)
+    monitor = TargetMonitor(cell, model, device) if _monitored(cfg) and task.exact_match_protocol else None
+    selection = Selection.from_history(history, best)
+    split = data_split(cfg.batch_size)  # None unless run under torchrun (lengen.ddp)
+    step_loss = _loss_function(model, split, cfg.compile)
+    head_weights = head_loss_weights(model, cfg)
+    pose = None if cfg.pose_target_length is None else PoSE(cfg.pose_target_length, cfg.pose_chunks)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else None
+    loss_sum, correct_sum = (torch.tensor(float(v), device=device) for v in partial[:2])
+    scored = int(partial[2])
+    accuracy, stopped = (history[-1]["accuracy"] if history else float("nan")), False
+    start = time.perf_counter()
+    rank0 = split is None or split.rank == 0
+
+    def checkpoint(finished: bool) -> None:
+        if ckpt_dir is not None and rank0:
+            save_checkpoint(ckpt_dir, model, optimizer, {
+                "cell": cell.to_dict(), "step": step, "rng": _rng_state(rng, gen), "history": history,
+                "window": [float(loss_sum), float(correct_sum), scored],
+                "wall_s": elapsed + time.perf_counter() - start,
+                "finished": finished, "train_accuracy": accuracy, "stopped_early": stopped,
+                "selected_step": selection.step, "target_scores": selection.scores,
+            }, best=selection.weights)
+
+    model.train()
+    bar = tqdm(total=cfg.steps, initial=step, disable=not (progress and rank0), leave=False, dynamic_ncols=True,
+               desc=f"{cell.scheme.label} {cell.grid_values} seed {cell.seed}")
+    while step < cfg.steps:
+        batch = _next_batch(task, model, cfg, rng, gen, pose, split, device)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        with autocast if autocast is not None else contextlib.nullcontext():
+            loss, correct, count = step_loss(model, batch, batch.position_ids, head_weights)
+        _update(model, optimizer, loss, cfg.grad_clip)
+        step += 1
+        loss_sum += loss.detach()
+        correct_sum += correct
+        scored += count
+        bar.update(1)
+        if step % cfg.check_every == 0 or step == cfg.steps:
+            window = (float(loss_sum), float(correct_sum), scored) if split is None else \
+                split.reduce(loss_sum, correct_sum, scored)  # the only host sync, once per check window
+            entry, stop_score, stop = _close_window(step, window, history, cfg, model, monitor, selection)
+            accuracy = entry["accuracy"]
+            history.append(entry)
+            bar.set_postfix(loss=f"{entry['loss']:.3f}", acc=f"{accuracy:.3f}", target=f"{stop_score:.3f}")
+            loss_sum.zero_()
+            correct_sum.zero_()
+            scored = 0
+            if stop:
+                stopped = step < cfg.steps
+                break
+        interrupted = stop_after is not None and step >= stop_after
+        if interrupted or (step % cfg.checkpoint_every == 0 and step < cfg.steps):
+            checkpoint(False)
+        if interrupted:
+            bar.close()
+            raise KeyboardInterrupt
+    bar.close()
+    if monitor is not None and cfg.curve_every and history and "curves" not in history[-1]:
+        history[-1]["curves"] = monitor.curves(model)
+    checkpoint(True)
+    selection.keep(model)
+    return TrainResult(model, step, accuracy, stopped, elapsed + time.perf_counter() - start, history,
+                       selection.step, selection.scores)
+
+
+def _setup(cfg: Any) -> torch.device:
     cfg.validate()
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
-    device = pick_device(cfg.device)
-    task = cell.build_task()
-    # a copy: mutating the cell would change its key (the experiment runner looks cells up by key)
-    model_cfg = dataclasses.replace(cell.model, vocab_size=task.vocab_size)
+    return pick_device(cfg.device)
 
+
+def _next_batch(task: Any, model: Transformer, cfg: Any, rng: np.random.Generator, gen: torch.Generator,
+                pose: PoSE | None, split: Any, device: torch.device) -> Any:
+    """The next training batch (one random length), its ids prepared, on the device."""
+    batch = task.sample(rng, cfg.batch_size, int(rng.integers(cfg.min_len, cfg.max_len + 1)))
+    # ids are rewritten on the CPU, where the seeded generator lives, then moved with the batch
+    batch.position_ids = prepare_position_ids(model, batch, cfg.ids, gen, pose)
+    if cfg.compile:  # the compiled forward skips this check (it would break the graph)
+        model.positions.check_ids(batch.position_ids)
+    return (batch if split is None else split.shard(batch)).to(device)
+
+
+def _start(cell: Cell, vocab_size: int) -> tuple[Transformer, np.random.Generator, torch.Generator,
+                                                 torch.optim.Optimizer]:
+    """The cell's model at initialisation, its data and id streams, and its optimizer."""
+    cfg = cell.train
+    # a copy: mutating the cell would change its key (the experiment runner looks cells up by key)
+    model_cfg = dataclasses.replace(cell.model, vocab_size=vocab_size)
     torch.manual_seed(cell.seed)
     model = Transformer(model_cfg)
     rng = np.random.default_rng([cell.seed, 0])
@@ -115,125 +199,84 @@ def train(cell: Cell, out_dir: Path | None = None, resume: bool = False, progres
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98),
                                   foreach=True)  # CPU default is a loop over tensors; same numbers, 1.7x faster
-    step, history, elapsed = 0, [], 0.0
+    return model, rng, gen, optimizer
+
+
+@dataclass
+class _Resumed:
+    """Where a run stands: at its start, or as its checkpoint left it."""
+
+    step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    elapsed: float = 0.0
+    partial: list[Any] = field(default_factory=lambda: [0.0, 0.0, 0])  # loss sum, correct, scored of the window
     best: dict[str, torch.Tensor] | None = None
-    partial = [0.0, 0.0, 0]  # loss sum, correct count, scored count of the unfinished check window
-    ckpt_dir = None if out_dir is None else Path(out_dir) / "checkpoint"
-    if resume and ckpt_dir is not None and (found := find_checkpoint(ckpt_dir)) is not None:
-        state = read_state(found)
-        if not same_configuration(state.get("cell"), cell):
-            raise LengenError(f"cannot resume from {found}: it was written by a different configuration")
-        load_weights(found, model)
-        load_optimizer(found, optimizer, state)
-        _restore_rng(state["rng"], rng, gen)
-        step, history, elapsed, partial = state["step"], state["history"], state["wall_s"], state["window"]
-        best = load_best(found)
-        if state.get("finished"):
-            if best is not None:
-                model.load_state_dict(best)
-            model.eval()
-            return TrainResult(model, step, state["train_accuracy"], state["stopped_early"], elapsed, history,
-                               state.get("selected_step"), state.get("target_scores", {}))
-    model.to(device)
-    wanted = cfg.stop_on == "target" or cfg.select == "best" or cfg.curve_every
-    monitor = TargetMonitor(cell, model, device) if wanted and task.exact_match_protocol else None
-    selection = Selection.from_history(history, best)
-    split = data_split(cfg.batch_size)  # None unless run under torchrun (lengen.ddp)
+    finished: TrainResult | None = None  # the result, when the checkpoint is of a finished run
+
+
+def _resume(found: Path, cell: Cell, model: Transformer, optimizer: torch.optim.Optimizer,
+            rng: np.random.Generator, gen: torch.Generator) -> _Resumed:
+    state = read_state(found)
+    if not same_configuration(state.get("cell"), cell):
+        raise LengenError(f"cannot resume from {found}: it was written by a different configuration")
+    load_weights(found, model)
+    load_optimizer(found, optimizer, state)
+    _restore_rng(state["rng"], rng, gen)
+    run = _Resumed(state["step"], state["history"], state["wall_s"], state["window"], load_best(found))
+    if state.get("finished"):
+        if run.best is not None:
+            model.load_state_dict(run.best)
+        model.eval()
+        run.finished = TrainResult(model, run.step, state["train_accuracy"], state["stopped_early"], run.elapsed,
+                                   run.history, state.get("selected_step"), state.get("target_scores", {}))
+    return run
+
+
+def _loss_function(model: Transformer, split: Any, compile_: bool) -> Callable[..., Any]:
     step_loss = answer_loss if split is None else split.wrap(model, answer_loss)
-    if cfg.compile:  # dynamic: one compilation covers every training length
-        step_loss = torch.compile(step_loss, dynamic=True)
-    progress = progress and (split is None or split.rank == 0)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else None
-    loss_sum = torch.tensor(float(partial[0]), device=device)
-    correct_sum = torch.tensor(float(partial[1]), device=device)
-    scored = int(partial[2])
-    accuracy, stopped = (history[-1]["accuracy"] if history else float("nan")), False
-    start = time.perf_counter()
+    if compile_:  # dynamic: one compilation covers every training length
+        return torch.compile(step_loss, dynamic=True)
+    return step_loss
 
-    def checkpoint(finished: bool) -> None:
-        if ckpt_dir is None or (split is not None and split.rank != 0):
-            return
-        save_checkpoint(ckpt_dir, model, optimizer, {
-            "cell": cell.to_dict(), "step": step, "rng": _rng_state(rng, gen), "history": history,
-            "window": [float(loss_sum), float(correct_sum), scored],
-            "wall_s": elapsed + time.perf_counter() - start,
-            "finished": finished, "train_accuracy": accuracy, "stopped_early": stopped,
-            "selected_step": selection.step, "target_scores": selection.scores,
-        }, best=selection.weights)
 
-    model.train()
-    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, leave=False, dynamic_ncols=True,
-               desc=f"{cell.scheme.label} {cell.grid_values} seed {cell.seed}")
-    while step < cfg.steps:
-        length = int(rng.integers(cfg.min_len, cfg.max_len + 1))
-        batch = task.sample(rng, cfg.batch_size, length)
-        # ids are rewritten on the CPU, where the seeded generator lives, then moved with the batch
-        ids = model_ids(batch, cfg.ids)
-        if cfg.pose_target_length is not None:  # PoSE: training only, before the scheme's own rewrite
-            ids = pose_ids(ids, cfg.pose_target_length, cfg.pose_chunks, gen)
-        batch.position_ids = model.prepare_ids(ids, gen)
-        if cfg.compile:  # the compiled forward skips this check (it would break the graph)
-            model.positions.check_ids(batch.position_ids)
-        batch = (batch if split is None else split.shard(batch)).to(device)
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, cfg)
-        with autocast if autocast is not None else contextlib.nullcontext():
-            loss, correct, count = step_loss(model, batch, batch.position_ids, cfg.position_loss_weight)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        step += 1
-        loss_sum += loss.detach()
-        correct_sum += correct
-        scored += count
-        bar.update(1)
-        window_steps = step - (history[-1]["step"] if history else 0)
-        if step % cfg.check_every == 0 or step == cfg.steps:
-            window = (float(loss_sum), float(correct_sum), scored) if split is None else \
-                split.reduce(loss_sum, correct_sum, scored)  # the only host sync, once per check window
-            mean_loss = window[0] / window_steps
-            accuracy = window[1] / max(1, window[2])
-            if not math.isfinite(mean_loss):
-                raise TrainingDiverged(f"loss became {mean_loss} by step {step} (lr {lr_at(step - 1, cfg):.2g}); "
-                                       f"lower train.lr or raise train.warmup")
-            entry: dict[str, Any] = {"step": step, "loss": mean_loss, "accuracy": accuracy, "lr": lr_at(step - 1, cfg)}
-            stop_score = accuracy
-            if monitor is not None:
-                entry["target"] = monitor.target(model)
-                stop_score = min(entry["target"].values())
-                if cfg.select == "best":
-                    selection.offer(step, entry["target"], model)
-                if cfg.curve_every and step % cfg.curve_every == 0:
-                    entry["curves"] = monitor.curves(model)
-            if cfg.stop_on == "mixture" or monitor is None:
-                stop_score = accuracy
-            history.append(entry)
-            bar.set_postfix(loss=f"{mean_loss:.3f}", acc=f"{accuracy:.3f}", target=f"{stop_score:.3f}")
-            loss_sum.zero_()
-            correct_sum.zero_()
-            scored = 0
-            if cfg.target_accuracy is not None and stop_score >= cfg.target_accuracy:
-                stopped = step < cfg.steps
-                if monitor is not None and cfg.curve_every and "curves" not in entry:
-                    entry["curves"] = monitor.curves(model)  # where early stopping lands, on the curves
-                break
-        if step % cfg.checkpoint_every == 0 and step < cfg.steps:
-            checkpoint(False)
-        if stop_after is not None and step >= stop_after:
-            bar.close()
-            checkpoint(False)
-            raise KeyboardInterrupt
-    bar.close()
-    if monitor is not None and cfg.curve_every and history and "curves" not in history[-1]:
-        history[-1]["curves"] = monitor.curves(model)
-    checkpoint(True)
-    if selection.weights is not None:
-        model.load_state_dict(selection.weights)
-    model.eval()
-    return TrainResult(model, step, accuracy, stopped, elapsed + time.perf_counter() - start, history,
-                       selection.step, selection.scores)
+def _monitored(cfg: Any) -> bool:
+    """Whether the run scores held-out target samples (lengen.monitor) at every check."""
+    return bool(cfg.stop_on == "target" or cfg.select == "best" or cfg.curve_every)
+
+
+def _update(model: Transformer, optimizer: torch.optim.Optimizer, loss: torch.Tensor, grad_clip: float) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+
+
+def _close_window(step: int, window: tuple[float, float, int], history: list[dict[str, Any]], cfg: Any,
+                  model: Transformer,
+                  monitor: TargetMonitor | None, selection: Selection) -> tuple[dict[str, Any], float, bool]:
+    """The history entry of a check window ending at ``step``, the score the stop rule reads, and
+    whether training stops here."""
+    mean_loss = window[0] / (step - (history[-1]["step"] if history else 0))  # over the window's steps
+    accuracy = window[1] / max(1, window[2])
+    if not math.isfinite(mean_loss):
+        raise TrainingDiverged(f"loss became {mean_loss} by step {step} (lr {lr_at(step - 1, cfg):.2g}); "
+                               f"lower train.lr or raise train.warmup")
+    entry: dict[str, Any] = {"step": step, "loss": mean_loss, "accuracy": accuracy, "lr": lr_at(step - 1, cfg)}
+    stop_score = accuracy
+    if monitor is not None:
+        entry["target"] = monitor.target(model)
+        stop_score = min(entry["target"].values())
+        if cfg.select == "best":
+            selection.offer(step, entry["target"], model)
+        if cfg.curve_every and step % cfg.curve_every == 0:
+            entry["curves"] = monitor.curves(model)
+    if cfg.stop_on == "mixture" or monitor is None:
+        stop_score = accuracy
+    stop = cfg.target_accuracy is not None and stop_score >= cfg.target_accuracy
+    if stop and monitor is not None and cfg.curve_every and "curves" not in entry:
+        entry["curves"] = monitor.curves(model)  # where early stopping lands, on the curves
+    return entry, stop_score, stop
 
 
 def selection_score(scores: dict[str, float]) -> float:
@@ -261,6 +304,12 @@ class Selection:
             top = max(scored, key=lambda h: (selection_score(h["target"]), -h["step"]))
             selection.step, selection.scores, selection.weights = top["step"], top["target"], weights
         return selection
+
+    def keep(self, model: torch.nn.Module) -> None:
+        """Load the selected weights into ``model`` (if any were selected) and set it to eval mode."""
+        if self.weights is not None:
+            model.load_state_dict(self.weights)
+        model.eval()
 
     def offer(self, step: int, scores: dict[str, float], model: torch.nn.Module) -> None:
         if self.step is None or selection_score(scores) > selection_score(self.scores):

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from lengen.position_ids import prepare_position_ids
 from lengen.text.length_eval import token_losses
 
 LastLogprobs = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (tokens [B,T], ids [B,T]) -> [B, V]
@@ -32,7 +33,7 @@ def lengen_lm(model: Any, description: str = "lengen reference", context: int | 
 
     @torch.no_grad()
     def last_logprobs(tokens: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        hidden = model.hidden(tokens.to(device), model.prepare_ids(ids.to(device)))[:, -1]
+        hidden = model.hidden(tokens.to(device), prepare_position_ids(model, ids.to(device)))[:, -1]
         return torch.log_softmax(model.head(hidden).float(), -1).cpu()
 
     @torch.no_grad()

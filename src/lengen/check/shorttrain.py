@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from lengen.errors import LengenError
 from lengen.model import ModelConfig, Transformer
-from lengen.positions.pose import pose_ids
+from lengen.position_ids import PoSE, prepare_position_ids
 
 
 @dataclass
@@ -78,13 +78,13 @@ def _train(model: Transformer, spec: SmallLM, stream: np.ndarray, context: int, 
     model.train()
     bar = tqdm(range(spec.steps), desc=f"train {spec.label} @ {context}", unit="step", disable=not progress,
                dynamic_ncols=True, leave=False)
+    pose = None if spec.pose_target is None else PoSE(spec.pose_target, 2)
     for step in bar:
         lr = spec.lr * min(1.0, (step + 1) / spec.warmup) * (0.1 + 0.45 * (1 + math.cos(math.pi * step / spec.steps)))
         for g in opt.param_groups:
             g["lr"] = lr
         x = random_windows(stream, rng, spec.batch_size, context + 1)
-        step_ids = ids if spec.pose_target is None else pose_ids(ids, spec.pose_target, 2, gen)
-        logits = model(x[:, :-1], model.prepare_ids(step_ids, gen))
+        logits = model(x[:, :-1], prepare_position_ids(model, ids, generator=gen, pose=pose))
         loss = F.cross_entropy(logits.transpose(1, 2), x[:, 1:])
         if not torch.isfinite(loss):
             raise LengenError(f"training {spec.label} diverged (loss {float(loss)})")

@@ -22,6 +22,7 @@ from torch import nn
 from lengen.checkpoint import load_model as load_checkpoint
 from lengen.errors import LengenError
 from lengen.model import KVCache
+from lengen.position_ids import prepare_position_ids
 from lengen.tasks import Task
 
 # re-exported: the tokenizers live in lengen.text.tokenizers (below tasks), the diagnosis uses them
@@ -75,7 +76,7 @@ def lengen_handle(model: Any, task: Task | None = None, description: str = "leng
 
     def plain_ids(b: int, t: int) -> torch.Tensor:
         ids = torch.arange(t, device=device)[None]
-        out: torch.Tensor = model.prepare_ids(ids, torch.Generator(device=device).manual_seed(0))
+        out: torch.Tensor = prepare_position_ids(model, ids, generator=torch.Generator(device=device).manual_seed(0))
         return out.expand(b, t)
 
     def logits_keep(tokens: torch.Tensor, keep: int) -> torch.Tensor:

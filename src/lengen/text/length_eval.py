@@ -27,6 +27,7 @@ from lengen.config import Cell
 from lengen.errors import LengenError
 from lengen.evaluate import eval_batch_size
 from lengen.model import Transformer
+from lengen.position_ids import prepare_position_ids
 from lengen.tasks import Task
 
 LOGIT_FLOATS = 1 << 24  # logits materialised at once (64 MiB): bounds memory whatever the vocabulary
@@ -60,7 +61,7 @@ def default_edges(train_context: int, context: int) -> list[int]:
 
 def _eval_ids(model: Transformer, batch: int, length: int, generator: torch.Generator) -> torch.Tensor:
     ids = torch.arange(length).expand(batch, length)
-    return model.prepare_ids(ids, generator)
+    return prepare_position_ids(model, ids, generator=generator)
 
 
 def _token_loss(model: Transformer, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
