@@ -34,7 +34,7 @@ from lengen.diagnose.ablation import AblationConfig
 from lengen.errors import LengenError
 from lengen.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from lengen.report.results import write_csv
-from lengen.text.distant import DistantDependence, bucket_names, buckets, distant_dependence
+from lengen.text.distant import TOP, DistantDependence, bucket_names, buckets, distant_dependence
 from lengen.text.length_eval import default_edges, near_context_losses, token_losses, validation_windows
 
 FOLDER = "language"
@@ -107,16 +107,18 @@ def measure_dependence(cfg: ExperimentConfig, lang: LanguageConfig, out_dir: Pat
     near = lang.near_context(cfg)
     ablation = AblationConfig(replacements=lang.replacements, share=lang.share, min_effect=lang.min_effect)
     handle = lengen_handle(_load_cell_model(out_dir, ref), description=f"reference {ref.scheme.label}")
-    fingerprint = _digest(windows.numpy(), ref.key, _weights_identity(out_dir, ref), near, dataclasses.asdict(ablation))
+    fingerprint = _digest(windows.numpy(), ref.key, _weights_identity(out_dir, ref), near, dataclasses.asdict(ablation),
+                          "top-v1")  # caches from before the ablation order was kept are measured again
     path = out_dir / FOLDER / "dependence.npz"
     saved = _load_npz(path, fingerprint)
     w, c = windows.shape
     if saved is not None:
-        k, effect, done = saved["k"], saved["effect"], int(saved["done"])
+        k, effect, top, done = saved["k"], saved["effect"], saved["top"], int(saved["done"])
         baseline = torch.from_numpy(saved["baseline"])
         rows = float(saved["forward_rows"])
     else:
         k, effect, done, rows = np.full((w, c - 1), -1), np.zeros((w, c - 1)), 0, 0.0
+        top = np.full((w, c - 1, TOP), -1, dtype=np.int16)
         baseline = None
     if progress and done < w:
         print(f"language: measuring distant dependence with {ref.scheme.label} on {w - done} of {w} windows "
@@ -126,12 +128,15 @@ def measure_dependence(cfg: ExperimentConfig, lang: LanguageConfig, out_dir: Pat
         part = distant_dependence(handle, windows[done:hi], near, ablation, baseline, progress=progress)
         baseline = torch.tensor(part.baseline)
         k[done:hi], effect[done:hi] = part.k, part.effect
+        assert part.top is not None
+        top[done:hi] = part.top
         rows += part.forward_rows
         done = hi
-        atomic_write_bytes(path, _npz_bytes(k=k, effect=effect, done=np.array(done), baseline=baseline.numpy(),
+        atomic_write_bytes(path, _npz_bytes(k=k, effect=effect, top=top, done=np.array(done), baseline=baseline.numpy(),
                                             forward_rows=np.array(rows), fingerprint=np.array(fingerprint)))
     assert baseline is not None
-    return DistantDependence(k=k, effect=effect, near=near, baseline=baseline.tolist(), forward_rows=rows)
+    return DistantDependence(k=k, effect=effect, near=near, baseline=baseline.tolist(), forward_rows=rows,
+                             top=top.astype(np.int64))
 
 
 def model_losses(out_dir: Path, cell: Cell, windows: torch.Tensor, near: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
