@@ -312,6 +312,12 @@ class LanguageConfig:
     share: float = 0.9  # distant k: fewest distant tokens that carry this share of the distant effect
     seed: int = 12345
     bin: int = 16  # positions per point in the loss-vs-position plot
+    # issue 14 (lengen.text.recovery_analysis): tokens the reference gains >= gain_threshold nats on from the
+    # distant context; their distant sparsity = fewest distant tokens recovering recover_share of that gain;
+    # at most max_measured of them (a seeded draw) are measured
+    gain_threshold: float = 0.5
+    recover_share: float = 0.8
+    max_measured: int = 400
 
     def validate(self, cfg: ExperimentConfig) -> None:
         labels = [s.label for s in cfg.schemes]
@@ -333,6 +339,9 @@ class LanguageConfig:
             raise ConfigError("language: windows, few, replacements and bin must be >= 1")
         if self.seed < 0:
             raise ConfigError(f"language: seed must be >= 0, got {self.seed}")
+        if self.gain_threshold <= 0 or not 0 < self.recover_share <= 1 or self.max_measured < 1:
+            raise ConfigError(f"language: gain_threshold must be > 0, recover_share in (0, 1] and max_measured >= 1, "
+                              f"got {self.gain_threshold}, {self.recover_share}, {self.max_measured}")
         if not 0 < self.share <= 1 or self.min_effect < 0:
             raise ConfigError(f"language: share must be in (0, 1] and min_effect >= 0, got {self.share}, {self.min_effect}")
 

@@ -251,7 +251,10 @@ def run_language_analysis(cfg: ExperimentConfig, out_dir: Path, progress: bool =
     atomic_write_json(folder / "dependence_summary.json", stats)
     plot_loss_vs_position(curves, near, lang.bin, folder / "loss_vs_position.png")
     plot_loss_by_bucket(rows, names, folder / "loss_by_bucket.png")
-    atomic_write_text(folder / "summary.md", summary_markdown(rows, names, stats) + "\n")
+    from lengen.text.recovery_analysis import run_recovery  # issue 14: gain recovered by sufficiency bucket
+
+    recovery = run_recovery(cfg, out_dir, windows, dep, losses, progress)
+    atomic_write_text(folder / "summary.md", summary_markdown(rows, names, stats) + "\n" + recovery)
     return rows
 
 

@@ -17,6 +17,7 @@ averages the seeds' shares.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -94,7 +95,9 @@ def _shares(g_models: list[np.ndarray], tok: Tokens, stratum: np.ndarray, idx: n
     strat = np.array([[stratified_share(g[idx] / g_ref, bucket, stratum[idx], b, present) for b in present]
                       for g in g_models])
     allb = np.array([raw_share(g[idx], g_ref, np.ones(len(idx), dtype=bool)) for g in g_models])
-    return {"raw": np.nanmean(raw, 0), "stratified": np.nanmean(strat, 0), "all": np.array([np.nanmean(allb)])}
+    with warnings.catch_warnings():  # a bucket missing from a bootstrap draw is nan in every seed
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return {"raw": np.nanmean(raw, 0), "stratified": np.nanmean(strat, 0), "all": np.array([np.nanmean(allb)])}
 
 
 def recovery_rows(models: dict[str, list[np.ndarray]], tok: Tokens, names: list[str], near: int,
