@@ -8,7 +8,7 @@ import torch
 
 from lengen.check.lm import LM
 from lengen.errors import LengenError
-from lengen.text.recovery import Tokens, recovery_rows, sparsity_buckets, stratified_share, strata
+from lengen.text.recovery import Tokens, recovery_rows, sparsity_buckets, strata, stratified_share
 from lengen.text.sufficiency import SufficiencyConfig, measure_sufficiency
 
 V, TARGET, NEAR, C = 8, 7, 4, 24
