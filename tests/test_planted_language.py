@@ -85,7 +85,11 @@ def test_planted_k_is_recovered_and_the_outcome_shows_the_planted_effect(tmp_pat
         assert out[("reference", b)]["raw"] == pytest.approx(1.0)
         assert out[("near only", b)]["raw"] == pytest.approx(0.0)
     one, two = out[("one distant token", "k=1")], out[("one distant token", "k=2-3")]
-    assert one["raw"] > 0.9 and two["raw"] < 0.75 and one["raw_lo"] > two["raw_hi"], (one, two)
+    assert one["raw"] > 0.8 and two["raw"] < 0.7 and one["raw_lo"] > two["raw_hi"], (one, two)
+    print(f"\nplanted text: {int(keep.sum())} of {len(events)} answers gain >= 0.5 nats; k exact for {hit.mean():.0%} "
+          f"(k=1: {hit[planted[keep] == 1].mean():.0%}, k=2: {hit[planted[keep] == 2].mean():.0%}); a reader of one "
+          f"distant token recovers {one['raw']:.2f} [{one['raw_lo']:.2f}, {one['raw_hi']:.2f}] of bucket k=1 and "
+          f"{two['raw']:.2f} [{two['raw_lo']:.2f}, {two['raw_hi']:.2f}] of bucket k=2-3")  # docs/language.md quotes it
 
 
 def test_sizes_are_exact_then_a_ladder():
