@@ -109,6 +109,9 @@ def test_recovery_rows_bootstrap_over_windows():
                          bootstrap=200)
     same = {r["bucket"]: r for r in rows if r["model"] == "same"}
     assert all(r["raw"] == pytest.approx(1.0) and r["raw_hi"] - r["raw_lo"] < 1e-9 for r in same.values())
+    lone = Tokens(np.zeros(5, dtype=int), np.full(5, 100), np.zeros(5, dtype=int), np.ones(5), np.ones(5), np.ones(5))
+    one_window = recovery_rows({"m": [np.full(5, 0.5)]}, lone, names, 63, "sufficiency", bootstrap=20)[0]
+    assert one_window["raw"] == pytest.approx(0.5) and np.isnan(one_window["raw_lo"])  # no interval from one window
     win_all = next(r for r in rows if r["model"] == "windowed" and r["bucket"] == "all")
     assert win_all["windows"] == 30 and win_all["tokens"] == n
     # the interval reflects 30 windows, not 600 tokens: as wide as a bootstrap over the window means

@@ -127,7 +127,7 @@ def recovery_rows(models: dict[str, list[np.ndarray]], tok: Tokens, names: list[
                     continue
                 key, col = ("all", 0) if b < 0 else (kind, j)
                 vals = np.array([bt[key][col] for bt in boots])
-                vals = vals[np.isfinite(vals)]
+                vals = vals[np.isfinite(vals)] if row["windows"] >= 2 else vals[:0]  # one window: no interval
                 row[kind] = float(point[key][col])
                 row[f"{kind}_lo"] = float(np.quantile(vals, 0.025)) if len(vals) else float("nan")
                 row[f"{kind}_hi"] = float(np.quantile(vals, 0.975)) if len(vals) else float("nan")
