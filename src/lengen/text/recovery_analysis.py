@@ -153,7 +153,11 @@ def render_recovery(rows: list[dict[str, Any]], names: list[str]) -> bytes:
 
 def _fmt(r: dict[str, Any], kind: str) -> str:
     v = r[kind]
-    return "n/a" if not np.isfinite(v) else f"{v:+.2f} [{r[kind + '_lo']:+.2f}, {r[kind + '_hi']:+.2f}]"
+    if not np.isfinite(v):
+        return "n/a"
+    if not np.isfinite(r[kind + "_lo"]):
+        return f"{v:+.2f} (one window: no interval)"
+    return f"{v:+.2f} [{r[kind + '_lo']:+.2f}, {r[kind + '_hi']:+.2f}]"
 
 
 def recovery_markdown(rows: list[dict[str, Any]], names: list[str], stats: dict[str, Any], near: int,
@@ -199,7 +203,11 @@ def recovery_markdown(rows: list[dict[str, Any]], names: list[str], stats: dict[
 
 def main(argv: list[str] | None = None) -> None:
     """Rerun the language analysis of a finished run folder with other sufficiency settings."""
-    from lengen.config import load_experiment
+    import yaml
+
+    from lengen.config import parse_experiment
+    from lengen.errors import LengenError
+    from lengen.run_folder import CONFIG_FILE, as_written_back
     from lengen.text.analysis import run_language_analysis
 
     parser = argparse.ArgumentParser(description="The gain-recovered analysis of a finished language run.")
@@ -208,13 +216,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--share", type=float, default=None, help="share of the gain a sufficient set recovers")
     parser.add_argument("--max-measured", type=int, default=None)
     args = parser.parse_args(argv)
-    cfg = load_experiment(Path(args.run_dir) / "experiment.yaml")
-    assert cfg.language is not None
+    stored = Path(args.run_dir) / CONFIG_FILE
+    if not stored.is_file():
+        raise SystemExit(f"lengen: {stored} not found (give the folder of a finished lengen run)")
+    cfg = parse_experiment(as_written_back(yaml.safe_load(stored.read_text(encoding="utf-8"))), str(stored))
+    if cfg.language is None:
+        raise SystemExit(f"lengen: {stored} has no language: section")
     changes = {k: v for k, v in (("gain_threshold", args.gain_threshold), ("recover_share", args.share),
                                   ("max_measured", args.max_measured)) if v is not None}
     cfg.language = dataclasses.replace(cfg.language, **changes)
-    cfg.language.validate(cfg)
-    run_language_analysis(cfg, Path(args.run_dir))
+    try:
+        cfg.language.validate(cfg)
+        run_language_analysis(cfg, Path(args.run_dir))
+    except LengenError as e:
+        raise SystemExit(f"lengen: {e}") from None
     print((Path(args.run_dir) / "language" / "summary.md").read_text(encoding="utf-8"))
 
 
