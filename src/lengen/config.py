@@ -310,6 +310,12 @@ class LanguageConfig:
     share: float = 0.9  # distant k: fewest distant tokens that carry this share of the distant effect
     seed: int = 12345
     bin: int = 16  # positions per point in the loss-vs-position plot
+    # issue 14 (lengen.text.recovery_analysis): tokens the reference gains >= gain_threshold nats on from the
+    # distant context; their distant sparsity = fewest distant tokens recovering recover_share of that gain;
+    # at most max_measured of them (a seeded draw) are measured
+    gain_threshold: float = 0.5
+    recover_share: float = 0.8
+    max_measured: int = 400
 
     def near_context(self, cfg: ExperimentConfig) -> int:
         return self.near if self.near is not None else cfg.train.max_len - 1

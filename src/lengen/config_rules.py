@@ -31,6 +31,9 @@ def validate_language(lang: LanguageConfig, cfg: ExperimentConfig) -> None:
         raise ConfigError(f"language: seed must be >= 0, got {lang.seed}")
     if not 0 < lang.share <= 1 or lang.min_effect < 0:
         raise ConfigError(f"language: share must be in (0, 1] and min_effect >= 0, got {lang.share}, {lang.min_effect}")
+    if lang.gain_threshold <= 0 or not 0 < lang.recover_share <= 1 or lang.max_measured < 1:
+        raise ConfigError(f"language: gain_threshold must be > 0, recover_share in (0, 1] and max_measured >= 1, "
+                          f"got {lang.gain_threshold}, {lang.recover_share}, {lang.max_measured}")
 
 
 def validate_experiment(cfg: ExperimentConfig) -> None:

@@ -19,9 +19,6 @@ resumes instead of restarting.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import io
-import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -29,74 +26,32 @@ from typing import Any
 import numpy as np
 import torch
 
-from lengen.checkpoint import load_model
 from lengen.config import Cell, ExperimentConfig, LanguageConfig
 from lengen.diagnose.ablation import AblationConfig
 from lengen.diagnose.sources import lengen_handle
 from lengen.errors import LengenError
 from lengen.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from lengen.report.results import write_csv
-from lengen.text.distant import DistantDependence, bucket_names, buckets, distant_dependence
+from lengen.text.distant import TOP, DistantDependence, bucket_names, buckets, distant_dependence
 from lengen.text.length_eval import default_edges, near_context_losses, token_losses, validation_windows
 from lengen.text.plots import Curve, plot_loss_by_bucket, plot_loss_vs_position
+from lengen.text.recovery_analysis import run_recovery  # issue 14: gain recovered by sufficiency bucket
+from lengen.text.run_cache import (
+    FOLDER,
+    _digest,
+    _finished_dir,
+    _load_cell_model,
+    _load_npz,
+    _npz_bytes,
+    _weights_identity,
+    reference_cell,
+)
 
-FOLDER = "language"
 RESULTS = "language_results.csv"
 CHUNK_WINDOWS = 4  # dependence results are saved after every this many windows
 COLUMNS = ["experiment", "scheme", "position", "pose_target_length", "seed", "train_context", "reference", "bucket",
            "range", "start", "end", "tokens", "loss", "near_loss", "loss_increase", "increase_ci", "matched_increase",
            "reference_loss"]
-
-
-def _npz_bytes(**arrays: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)  # type: ignore[arg-type]
-    return buf.getvalue()
-
-
-def _load_npz(path: Path, fingerprint: str) -> dict[str, np.ndarray] | None:
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            if str(data["fingerprint"]) != fingerprint:
-                return None
-            return {k: data[k] for k in data.files}
-    except (OSError, ValueError, KeyError):
-        return None
-
-
-def _digest(*parts: Any) -> str:
-    h = hashlib.sha1()
-    for part in parts:
-        h.update(part.tobytes() if isinstance(part, np.ndarray) else json.dumps(part, sort_keys=True, default=str).encode())
-    return h.hexdigest()[:20]
-
-
-def _cell_dir(out_dir: Path, cell: Cell) -> Path:
-    return out_dir / "cells" / cell.key
-
-
-def _weights_identity(out_dir: Path, cell: Cell) -> list[int]:
-    """Size and modification time of the cell's weights: a model retrained in place invalidates the caches."""
-    stat = (_cell_dir(out_dir, cell) / "checkpoint" / "model.safetensors").stat()
-    return [stat.st_size, stat.st_mtime_ns]
-
-
-def _finished_dir(out_dir: Path, cell: Cell) -> Path:
-    folder = _cell_dir(out_dir, cell)
-    if not (folder / "rows.json").is_file():
-        raise LengenError(f"cell {cell.key} has not finished training; run the experiment first")
-    return folder
-
-
-def _load_cell_model(out_dir: Path, cell: Cell) -> Any:
-    return load_model(_finished_dir(out_dir, cell)).model
-
-
-def reference_cell(cfg: ExperimentConfig, lang: LanguageConfig) -> Cell:
-    cells = [c for c in cfg.cells() if c.scheme.label == lang.reference]
-    if not cells:
-        raise LengenError(f"language: no cell has the reference scheme {lang.reference!r}")
-    return cells[0]  # the first seed's model measures dependence for every model
 
 
 def measure_dependence(cfg: ExperimentConfig, lang: LanguageConfig, out_dir: Path, windows: torch.Tensor,
@@ -107,16 +62,18 @@ def measure_dependence(cfg: ExperimentConfig, lang: LanguageConfig, out_dir: Pat
     near = lang.near_context(cfg)
     ablation = AblationConfig(replacements=lang.replacements, share=lang.share, min_effect=lang.min_effect)
     handle = lengen_handle(_load_cell_model(out_dir, ref), description=f"reference {ref.scheme.label}")
-    fingerprint = _digest(windows.numpy(), ref.key, _weights_identity(out_dir, ref), near, dataclasses.asdict(ablation))
+    fingerprint = _digest(windows.numpy(), ref.key, _weights_identity(out_dir, ref), near, dataclasses.asdict(ablation),
+                          "top-v1")  # caches from before the ablation order was kept are measured again
     path = out_dir / FOLDER / "dependence.npz"
     saved = _load_npz(path, fingerprint)
     w, c = windows.shape
     if saved is not None:
-        k, effect, done = saved["k"], saved["effect"], int(saved["done"])
+        k, effect, top, done = saved["k"], saved["effect"], saved["top"], int(saved["done"])
         baseline = torch.from_numpy(saved["baseline"])
         rows = float(saved["forward_rows"])
     else:
         k, effect, done, rows = np.full((w, c - 1), -1), np.zeros((w, c - 1)), 0, 0.0
+        top = np.full((w, c - 1, TOP), -1, dtype=np.int16)
         baseline = None
     if progress and done < w:
         print(f"language: measuring distant dependence with {ref.scheme.label} on {w - done} of {w} windows "
@@ -126,12 +83,15 @@ def measure_dependence(cfg: ExperimentConfig, lang: LanguageConfig, out_dir: Pat
         part = distant_dependence(handle, windows[done:hi], near, ablation, baseline, progress=progress)
         baseline = torch.tensor(part.baseline)
         k[done:hi], effect[done:hi] = part.k, part.effect
+        assert part.top is not None
+        top[done:hi] = part.top
         rows += part.forward_rows
         done = hi
-        atomic_write_bytes(path, _npz_bytes(k=k, effect=effect, done=np.array(done), baseline=baseline.numpy(),
+        atomic_write_bytes(path, _npz_bytes(k=k, effect=effect, top=top, done=np.array(done), baseline=baseline.numpy(),
                                             forward_rows=np.array(rows), fingerprint=np.array(fingerprint)))
     assert baseline is not None
-    return DistantDependence(k=k, effect=effect, near=near, baseline=baseline.tolist(), forward_rows=rows)
+    return DistantDependence(k=k, effect=effect, near=near, baseline=baseline.tolist(), forward_rows=rows,
+                             top=top.astype(np.int64))
 
 
 def model_losses(out_dir: Path, cell: Cell, windows: torch.Tensor, near: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -245,7 +205,8 @@ def run_language_analysis(cfg: ExperimentConfig, out_dir: Path, progress: bool =
     atomic_write_json(folder / "dependence_summary.json", stats)
     plot_loss_vs_position(curves, near, lang.bin, folder / "loss_vs_position.png")
     plot_loss_by_bucket(rows, names, folder / "loss_by_bucket.png")
-    atomic_write_text(folder / "summary.md", summary_markdown(rows, names, stats) + "\n")
+    recovery = run_recovery(cfg, out_dir, windows, dep, losses, progress)
+    atomic_write_text(folder / "summary.md", summary_markdown(rows, names, stats) + "\n" + recovery)
     return rows
 
 

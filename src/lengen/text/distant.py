@@ -31,6 +31,8 @@ from lengen.diagnose.shared_rows import estimate_shared_rows
 from lengen.diagnose.sources import ModelHandle
 from lengen.errors import LengenError
 
+TOP = 32  # distant positions kept per token, ranked by single-position ablation effect
+
 
 @dataclass
 class DistantDependence:
@@ -42,6 +44,9 @@ class DistantDependence:
     near: int  # tokens of context that are not distant
     baseline: list[int]  # the replacement tokens used
     forward_rows: float  # cost in forward passes of a whole window
+    # [W, C-1, TOP] int: per token, its distant positions (in the window) by single-position ablation effect,
+    # largest first, -1 past the distant ones (``lengen.text.sufficiency`` tries them in this order)
+    top: np.ndarray | None = None
 
     def scored(self) -> np.ndarray:
         return self.k >= 0
@@ -66,6 +71,7 @@ def distant_dependence(handle: ModelHandle, windows: torch.Tensor, near: int, cf
                                       batch_rows=cfg.batch_rows)
     k = np.full((w, t), -1, dtype=np.int64)
     effect = np.zeros((w, t))
+    top = np.full((w, t, TOP), -1, dtype=np.int64)
     rows = 0.0
     for i in tqdm(range(w), desc="distant dependence", unit="window", disable=not progress, dynamic_ncols=True):
         est = estimate_shared_rows(handle.last_logits, tokens[i:i + 1], targets[i:i + 1], ablatable[i:i + 1],
@@ -73,11 +79,16 @@ def distant_dependence(handle: ModelHandle, windows: torch.Tensor, near: int, cf
         rows += est.forward_rows
         distant = est.effects.clone()  # [S, T], shifted: index T-1 is distance 0
         distant[:, t - near:] = float("nan")  # distances < near are near context
-        kk, _, total = effective_k(distant, cfg)
+        kk, ranked, total = effective_k(distant, cfg)
         k[i, t - s:] = kk.numpy()
         effect[i, t - s:] = total.numpy()
+        # shifted index j of the prediction of token p (row q, p = t - s + 1 + q) is window position p - t + j
+        first = ranked[:, :TOP].numpy()
+        pos = first + (t - s + 1 + np.arange(s))[:, None] - t
+        valid = np.take_along_axis(~torch.isnan(distant).numpy(), first, axis=1) & (pos >= 0)
+        top[i, t - s:, : first.shape[1]] = np.where(valid, pos, -1)
     return DistantDependence(k=k, effect=effect, near=near, baseline=[int(b) for b in baseline],
-                             forward_rows=rows)
+                             forward_rows=rows, top=top)
 
 
 def bucket_names(few: int) -> list[str]:

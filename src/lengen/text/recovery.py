@@ -1,0 +1,135 @@
+"""Outcome of issue 14: the share of the reference's distant-context gain that a short-trained model
+recovers when it reads the long context, by distant-sparsity bucket, with controls.
+
+For a measured token i (``lengen.text.sufficiency``: the reference gains >= threshold from the context
+beyond ``near``), a model M's distant gain is ``g_M(i) = loss_M(last near tokens) - loss_M(whole window)``
+(its own in-distribution read against its long read) and the reference's is ``g_ref(i)``, computed the
+same way. **Gain recovered** of a set of tokens = ``sum g_M / sum g_ref``: 1 = M uses the distant
+context as well as the reference, 0 = not at all, negative = the long context hurts M.
+
+Controls: a token's bucket is confounded with where it sits and how hard it is, so the **stratified**
+share averages the per-token share ``g_M / g_ref`` (bounded: ``g_ref >= threshold``) within strata of
+position bin x reference-loss bin x token-frequency bin, then over the strata in which every bucket has
+tokens, weighted by the strata's token counts. Intervals: 95% percentile bootstrap over **windows**
+(tokens of one window are not independent); with several seeds of a scheme, each bootstrap draw
+averages the seeds' shares.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+BOOTSTRAP = 400
+LOSS_BINS = 2  # reference-loss bins (medians of the measured tokens)
+FREQ_BINS = 2  # token-frequency bins
+
+
+@dataclass
+class Tokens:
+    """The measured tokens: one entry each."""
+
+    window: np.ndarray  # [N] int
+    position: np.ndarray  # [N] int
+    bucket: np.ndarray  # [N] int: bucket index (0 = sparsest)
+    ref_gain: np.ndarray  # [N] g_ref
+    ref_loss: np.ndarray  # [N] the reference's loss reading the whole window
+    frequency: np.ndarray  # [N] the token's count in the training split (any monotone frequency works)
+
+
+def sparsity_buckets(k: np.ndarray, few: int) -> tuple[np.ndarray, list[str]]:
+    """Bucket per sufficiency k (>= 1): 0 = one distant token suffices, 1 = 2..few, 2 = more."""
+    names = ["k=1", f"k=2-{few}" if few > 2 else "k=2", f">{few}"]
+    return np.where(k <= 1, 0, np.where(k <= few, 1, 2)), names
+
+
+def position_bins(position: np.ndarray, near: int) -> np.ndarray:
+    """0: positions near+1 .. 2(near+1)-1, 1: up to 4(near+1)-1, then doubling."""
+    return np.floor(np.log2(np.maximum(position, near + 1) / (near + 1))).astype(np.int64)
+
+
+def _quantile_bins(x: np.ndarray, n: int) -> np.ndarray:
+    if len(x) == 0:
+        return np.zeros(0, dtype=np.int64)
+    edges = np.quantile(x, np.linspace(0, 1, n + 1)[1:-1])
+    return np.searchsorted(edges, x, side="right").astype(np.int64)
+
+
+def strata(tok: Tokens, near: int) -> np.ndarray:
+    """Stratum id per token: position bin x reference-loss bin x frequency bin."""
+    pos = position_bins(tok.position, near)
+    loss = _quantile_bins(tok.ref_loss, LOSS_BINS)
+    freq = _quantile_bins(np.log1p(tok.frequency), FREQ_BINS)
+    return (pos * LOSS_BINS + loss) * FREQ_BINS + freq
+
+
+def raw_share(g_model: np.ndarray, g_ref: np.ndarray, sel: np.ndarray) -> float:
+    den = float(g_ref[sel].sum())
+    return float(g_model[sel].sum()) / den if sel.any() and den > 0 else float("nan")
+
+
+def stratified_share(ratio: np.ndarray, bucket: np.ndarray, stratum: np.ndarray, b: int,
+                     buckets: Sequence[int]) -> float:
+    """Mean per-token share of bucket ``b`` within each stratum shared by every bucket in ``buckets``,
+    averaged with the strata's token counts (all buckets together) as weights."""
+    total, weight = 0.0, 0
+    for s in np.unique(stratum):
+        in_s = stratum == s
+        if not all((in_s & (bucket == c)).any() for c in buckets):
+            continue
+        n = int(in_s.sum())
+        total += n * float(ratio[in_s & (bucket == b)].mean())
+        weight += n
+    return total / weight if weight else float("nan")
+
+
+def _shares(g_models: list[np.ndarray], tok: Tokens, stratum: np.ndarray, idx: np.ndarray,
+            present: list[int]) -> dict[str, np.ndarray]:
+    """Raw and stratified share per bucket (columns) for the tokens ``idx``, seeds averaged."""
+    bucket, g_ref = tok.bucket[idx], tok.ref_gain[idx]
+    raw = np.array([[raw_share(g[idx], g_ref, bucket == b) for b in present] for g in g_models])
+    strat = np.array([[stratified_share(g[idx] / g_ref, bucket, stratum[idx], b, present) for b in present]
+                      for g in g_models])
+    allb = np.array([raw_share(g[idx], g_ref, np.ones(len(idx), dtype=bool)) for g in g_models])
+    with warnings.catch_warnings():  # a bucket missing from a bootstrap draw is nan in every seed
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return {"raw": np.nanmean(raw, 0), "stratified": np.nanmean(strat, 0), "all": np.array([np.nanmean(allb)])}
+
+
+def recovery_rows(models: dict[str, list[np.ndarray]], tok: Tokens, names: list[str], near: int,
+                  measure: str, seed: int = 0, bootstrap: int = BOOTSTRAP) -> list[dict[str, Any]]:
+    """Tidy rows: per model (its seeds' ``g_M`` arrays over the measured tokens) and bucket, the raw and
+    stratified gain recovered with 95% window-bootstrap intervals."""
+    present = [b for b in range(len(names)) if (tok.bucket == b).any()]
+    stratum = strata(tok, near)
+    windows = np.unique(tok.window)
+    by_window = {int(w): np.nonzero(tok.window == w)[0] for w in windows}
+    rng = np.random.default_rng(seed)
+    draws = [np.concatenate([by_window[int(w)] for w in rng.choice(windows, len(windows))])
+             for _ in range(bootstrap)]
+    rows = []
+    everything = np.arange(len(tok.window))
+    for label, g_models in models.items():
+        point = _shares(g_models, tok, stratum, everything, present)
+        boots = [_shares(g_models, tok, stratum, d, present) for d in draws]
+        for j, b in enumerate(present + [-1]):
+            row: dict[str, Any] = {"model": label, "measure": measure, "bucket": names[b] if b >= 0 else "all",
+                                   "tokens": int((tok.bucket == b).sum()) if b >= 0 else len(tok.window),
+                                   "windows": len(np.unique(tok.window[tok.bucket == b])) if b >= 0 else len(windows),
+                                   "seeds": len(g_models)}
+            for kind in ("raw", "stratified"):
+                if b < 0 and kind == "stratified":
+                    row.update({f"{kind}": float("nan"), f"{kind}_lo": float("nan"), f"{kind}_hi": float("nan")})
+                    continue
+                key, col = ("all", 0) if b < 0 else (kind, j)
+                vals = np.array([bt[key][col] for bt in boots])
+                vals = vals[np.isfinite(vals)] if row["windows"] >= 2 else vals[:0]  # one window: no interval
+                row[kind] = float(point[key][col])
+                row[f"{kind}_lo"] = float(np.quantile(vals, 0.025)) if len(vals) else float("nan")
+                row[f"{kind}_hi"] = float(np.quantile(vals, 0.975)) if len(vals) else float("nan")
+            rows.append(row)
+    return rows
