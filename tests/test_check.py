@@ -84,6 +84,45 @@ def test_bad_input_is_one_clear_error(tmp_path: Path, name: str, content: bytes,
     assert len(err) == 1 and message in err[0], err
 
 
+@pytest.mark.parametrize("files, message", [
+    ({}, "holds no .txt, .jsonl or .csv files"),  # an empty folder
+    ({"a.jsonl": b'{"text": "words"}\n', "b.jsonl": b'{"ids": [1, 2]}\n'}, "mixes text and token-id records"),
+    ({"a.jsonl": b'{"text": "words"}\n{"text": [1, 2]}\n'}, "mixes text and token-id records"),
+    ({"a.jsonl": b"\n\n"}, "a.jsonl is empty"),
+    ({"a.jsonl": b"\n{\"text\": \"\"}\n"}, "data is empty"),  # records, but no text in them
+    ({"a.csv": b"text,b\n,1\n,2\n"}, "column 'text' is empty"),
+    ({"a.txt": b"fine text", "b.txt": b"\xff\xfe"}, "is not UTF-8"),  # one bad file in a folder names it
+])
+def test_bad_folder_is_one_clear_error(tmp_path: Path, files: dict[str, bytes], message: str,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for name, content in files.items():
+        (folder / name).write_bytes(content)
+    assert main(["check", str(folder), "--out", str(tmp_path / "o"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+
+
+@pytest.mark.parametrize("model, message", [
+    ("nope.gguf", "model not found"),
+    ("weights.bin", "is a file; give a Hugging Face model folder or a .gguf file"),
+    ("broken.gguf", "could not load a causal LM from"),
+    ("empty_dir", "holds no config.json and 0 .gguf files"),
+])
+def test_bad_model_path_is_one_clear_error(tmp_path: Path, model: str, message: str,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("transformers")
+    (tmp_path / "text.txt").write_text(TEXT * 50)
+    (tmp_path / "weights.bin").write_bytes(b"\0" * 64)
+    (tmp_path / "broken.gguf").write_bytes(b"GGUF not really")
+    (tmp_path / "empty_dir").mkdir()
+    assert main(["check", str(tmp_path / "text.txt"), "--model", str(tmp_path / model), "--out", str(tmp_path / "o"),
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+
+
 def test_too_short_corpus_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "short.txt").write_text(TEXT * 3)
     assert main(["check", str(tmp_path / "short.txt"), "--tokenizer", "bytes", "--context", "64",
@@ -256,6 +295,45 @@ def test_resume_reuses_every_step_and_refuses_other_settings(tmp_path: Path) -> 
     assert (out / "report.html").read_text().count("data:image/png;base64,") >= 2
     with pytest.raises(LengenError, match="other settings"):
         run_check(CheckSettings(data=str(path), context=16), out, progress=False, plan=plan)
+
+
+@pytest.mark.parametrize("kind", ["txt", "folder", "jsonl", "csv"])
+def test_each_text_input_kind_runs_end_to_end(kind: str, tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    lines = [f"{i} {TEXT}" for i in range(60)]
+    if kind == "txt":
+        data = tmp_path / "d.txt"
+        data.write_text("".join(lines))
+    elif kind == "folder":
+        data = tmp_path / "d"
+        data.mkdir()
+        for j in range(6):
+            (data / f"{j}.txt").write_text("".join(lines[10 * j: 10 * j + 10]))
+    elif kind == "jsonl":
+        data = tmp_path / "d.jsonl"
+        data.write_text("\n".join(json.dumps({"text": "".join(lines[10 * j: 10 * j + 10])}) for j in range(6)))
+    else:
+        data = tmp_path / "d.csv"
+        data.write_text("text\n" + "\n".join('"' + "".join(lines[10 * j: 10 * j + 10]).replace("\n", " ") + '"'
+                                              for j in range(6)) + "\n")
+    plan = Plan(steps=10, batch=4, dep_tokens=16, eval_windows=2, existing_windows=2)
+    summary = run_check(CheckSettings(data=str(data), context=8, tokenizer="bytes"), tmp_path / "o", progress=False,
+                        plan=plan)
+    assert summary["data"]["kind"] == "text" and summary["data"]["tokenizer"] == "bytes"
+    assert summary["verdict"]["decision"] in ("go", "go with change", "no-go")
+    assert summary["step1"]["tokens"] == 16 and (tmp_path / "o" / "report.html").is_file()
+
+
+def test_step1_stops_at_its_time_budget_and_a_rerun_keeps_what_it_measured(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    docs = synthetic_documents("local", 8, tokens=20_000)
+    path = tmp_path / "ids.jsonl"
+    path.write_text("\n".join(json.dumps({"ids": d}) for d in docs.id_lists) + "\n")
+    plan = Plan(steps=10, batch=4, dep_tokens=48, eval_windows=2, existing_windows=2, dep_budget_s=0.0, dep_minimum=16)
+    first = run_check(CheckSettings(data=str(path), context=8), tmp_path / "o", progress=False, plan=plan)
+    assert first["step1"]["tokens"] == 16 and first["step1"]["stopped_by_budget"]  # one batch, then the budget
+    again = run_check(CheckSettings(data=str(path), context=8), tmp_path / "o", progress=False, plan=plan)
+    assert again["step1"] == first["step1"]  # closed: not extended by a second budget
 
 
 def test_existing_model_step3_tries_each_rope_scaling_and_restores_the_model(tmp_path: Path) -> None:
