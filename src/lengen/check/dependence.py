@@ -9,15 +9,17 @@ for a list of widths m. One forward of m tokens per token and width.
 
 **Sufficiency set** (the estimate of which context is needed): the *local* block (the last ``local``
 tokens) is always kept; the rest is cut into chunks of ``chunk`` consecutive tokens. A set of chunks is
-sufficient when the local block plus those chunks alone (every other token removed; kept tokens keep
-their position ids, so distances are those of the full context) bring the log-probability within
+sufficient when the local block plus those chunks, every other context token *replaced* by the token
+at the same position of a donor stretch of the same data (the context keeps its length and positions;
+with several donors the log-probabilities are averaged), bring the log-probability within
 ``need = max(tolerance, (1 - share) * gain)`` of the full context's, where ``gain`` is the full
-context's gain over the local block alone. Greedy, and said so: chunks are ranked once by their signed
-gain when kept alone with the local block (so a chunk that *lowers* p(x) goes last, and of two
-redundant copies the better one is taken and the other is not needed), then the r best are tried for
-r = 1, 2, 3, 4, 6, 8, 12, 16, ... until sufficient, so ``k`` is rounded up to that ladder. ``k`` counts
-chunks beyond the local block (k = 0: the local block suffices); ``reach`` is the distance up to which
-the chosen set extends (the local block's size when k = 0).
+context's gain over the local block with everything else replaced. Without donors, unkept tokens are
+removed instead (the first version; see ``measure`` for why that misses dense dependence). Greedy, and
+said so: chunks are ranked once by their signed log-probability when kept alone with the local block
+(removal here: it only orders them), then a binary search over the ladder r = 1, 2, 3, 4, 6, 8, 12,
+16, ... (r = 1 first) finds a sufficient r with an insufficient one below it, so ``k`` is rounded up to
+that ladder. ``k`` counts chunks beyond the local block (k = 0: the local block suffices); ``reach`` is
+the distance up to which the chosen set extends (the local block's size when k = 0).
 
 Why not single-position ablation (``lengen diagnose``): on real text it tracks surprise, sums absolute
 effects and misses redundancy (issue 19). Sufficiency is checked against truncation by construction:
