@@ -130,7 +130,14 @@ def write_report(out: Path, summary: dict[str, Any], dep: Dependence, losses2: d
     parts.append("<h2>Figures</h2>")
     parts += [f"<p><img alt='{e(name)}' src='data:image/png;base64,{base64.b64encode(d).decode()}'></p>"
               for name, d in figs.items()]
-    parts.append(f"<p>Data: {e(str(summary['data']))}. Wall time {summary['wall_s']:.0f} s.</p></body></html>")
+    stages = ", ".join(f"{e(k)} {v:.0f} / {summary.get('stage_cpu_s', {}).get(k, float('nan')):.0f}"
+                       for k, v in summary.get("stage_s", {}).items())
+    s1 = summary["step1"]
+    budget = (f" Step 1 measured {s1['tokens']} of {s1['tokens_planned']} planned tokens"
+              f"{' (stopped by its time budget of ' + format(s1['budget_s'], '.0f') + ' s)' if s1.get('stopped_by_budget') else ''}."
+              if "tokens_planned" in s1 else "")
+    parts.append(f"<p>Data: {e(str(summary['data']))}. Wall time {summary['wall_s']:.0f} s; by stage (wall / CPU s): "
+                 f"{stages}.{budget}</p></body></html>")
     path = out / "report.html"
     atomic_write_text(path, "\n".join(parts))
     return path

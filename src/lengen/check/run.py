@@ -63,10 +63,17 @@ class Plan:
     dep_tokens: int
     eval_windows: int
     existing_windows: int
+    dep_budget_s: float | None = None  # step 1 stops starting new batches of tokens after this (None: no cap)
+    dep_minimum: int = 32  # ... but measures at least this many tokens
+    existing_points: int = 32  # step 3: positions in [N, 2N] where the near-context loss is read (N tokens each)
 
 
-PLANS = {"quick": Plan(steps=300, batch=16, dep_tokens=48, eval_windows=16, existing_windows=4),
-         "default": Plan(steps=1500, batch=16, dep_tokens=192, eval_windows=64, existing_windows=8)}
+# dep_budget_s only binds with --model (a 135M model runs ~1,000-2,500 forward tokens per scored token at
+# N = 32, about 5-10 s on an idle 2-core machine); the small reference measures 48 tokens in ~10 s
+PLANS = {"quick": Plan(steps=300, batch=16, dep_tokens=48, eval_windows=16, existing_windows=4,
+                       dep_budget_s=60.0, dep_minimum=16, existing_points=8),
+         "default": Plan(steps=1500, batch=16, dep_tokens=192, eval_windows=64, existing_windows=8,
+                         dep_budget_s=600.0, dep_minimum=32, existing_points=32)}
 
 
 def schemes(n: int) -> list[SmallLM]:
@@ -133,22 +140,34 @@ def _samples(stream: np.ndarray, count: int, length: int, seed: int) -> torch.Te
     return torch.from_numpy(stream[starts[:, None] + np.arange(length)[None, :]].astype(np.int64))
 
 
-def dependence_config(n: int) -> DependenceConfig:
+def dependence_config(n: int, donors: int = 3) -> DependenceConfig:
     chunk = max(1, n // 8)
     widths = sorted({w for w in (4, 8, 16, 32, 64, 128, 256, 512, 1024, n, 2 * n) if w < 4 * n})
-    return DependenceConfig(local=4, chunk=chunk, widths=widths)
+    return DependenceConfig(local=4, chunk=chunk, widths=widths, donors=donors)
 
 
 def step1(lm: LM, streams: D.TokenStreams, n: int, plan: Plan, folder: Folder, seed: int,
-          progress: bool) -> tuple[Dependence, dict[str, Any]]:
-    cfg = dependence_config(n)
+          progress: bool, donors: int = 3) -> tuple[Dependence, dict[str, Any]]:
+    cfg = dependence_config(n, donors)
     c = 4 * n + cfg.local
     rows = _samples(streams.validation, plan.dep_tokens, c + 1, seed)
-    saved = folder.load("step1.json") or []
-    parts = [Dependence.from_dict(p) for p in saved]
-    dep = measure_many(lm, rows[:, :-1], rows[:, -1], cfg, batch=16, progress=progress, done=parts,
-                       save=lambda ps: folder.save("step1.json", [p.to_dict() for p in ps]))
-    return dep, summarize_dependence(dep, n)
+    # what replaces the unkept context in the sufficiency tests: other stretches of the same data
+    stretches = [_samples(streams.validation, plan.dep_tokens, c, seed + 3 + i) for i in range(cfg.donors)]
+    saved = folder.load("step1.json") or {"parts": [], "closed": False}
+    parts = [Dependence.from_dict(p) for p in saved["parts"]]
+    if saved["closed"]:  # an earlier run stopped at its time budget: reuse what it measured, as it was
+        dep = Dependence.concat(parts)
+    else:
+        dep = measure_many(lm, rows[:, :-1], rows[:, -1], cfg, batch=16, progress=progress, done=parts,
+                           save=lambda ps: folder.save("step1.json", {"parts": [p.to_dict() for p in ps],
+                                                                      "closed": False}),
+                           donors=torch.stack(stretches, 1), budget_s=plan.dep_budget_s, minimum=plan.dep_minimum)
+        folder.save("step1.json", {"parts": [dep.to_dict()], "closed": True})
+    s1 = summarize_dependence(dep, n)
+    s1["tokens_planned"] = plan.dep_tokens
+    s1["budget_s"] = plan.dep_budget_s
+    s1["stopped_by_budget"] = len(dep.k) < plan.dep_tokens
+    return dep, s1
 
 
 def _ranks(x: np.ndarray) -> np.ndarray:
@@ -178,6 +197,7 @@ def summarize_dependence(dep: Dependence, n: int) -> dict[str, Any]:
             agreement[str(m)] = {"tokens": int(inside.sum()), "median_damage": float(np.median(dep.damage[m][inside]))}
     p90 = float(np.quantile(tokens_beyond, 0.9))
     needing = tokens_beyond[far > DAMAGE]
+    needing_chunks = dep.k[far > DAMAGE]
     return {
         "tokens": int(len(far)), "context": dep.context, "chunk": dep.cfg.chunk, "local": dep.cfg.local,
         "far_gain": float(far.mean()), "far_gain_ci": bootstrap_ci(far),
@@ -188,6 +208,8 @@ def summarize_dependence(dep: Dependence, n: int) -> dict[str, Any]:
         "k_median_chunks": float(np.median(dep.k)),
         # the kind of dependence among the predictions that need context beyond N (0 when none does)
         "needing_tokens_median": float(np.median(needing)) if len(needing) else 0.0,
+        "needing_chunks_median": float(np.median(needing_chunks)) if len(needing) else 0.0,
+        "needing_chunks_median_ci": bootstrap_ci(needing_chunks, stat=np.median) if len(needing) else (0.0, 0.0),
         "median_damage_at_reach": float(np.median(dep.damage_at_reach)),
         "median_damage_inside": agreement,
         # None where either side is constant (no rank correlation is defined)
@@ -255,7 +277,7 @@ def step3(model: Any, streams: D.TokenStreams, n: int, plan: Plan, folder: Folde
     cached = {k: np.asarray(v) for k, v in (folder.load("step3_losses.json") or {}).items()}
     losses = variant_losses(model, windows, n, progress, cached,
                             save=lambda d: folder.save("step3_losses.json", {k: v.tolist() for k, v in d.items()}))
-    stride = max(1, n // 32)
+    stride = max(1, n // plan.existing_points)
     positions = np.arange(n, 2 * n + 1, stride)
     near = folder.load("step3_near.json")
     if near is None:
@@ -299,30 +321,50 @@ def run_check(s: CheckSettings, out: Path, progress: bool = True, plan: Plan | N
     plan = plan or PLANS["quick" if s.quick else "default"]
     if s.context is not None and s.context < 8:
         raise LengenError(f"--context must be at least 8, got {s.context}")
+    # wall and CPU seconds of each stage in this run (a resumed stage costs ~0). CPU seconds too because
+    # the machine is shared: under load, wall time says more about the neighbours than about the check
+    stages: dict[str, float] = {}
+    cpu: dict[str, float] = {}
+    mark, cpu_mark = time.perf_counter(), time.process_time()
+
+    def lap(name: str) -> None:
+        nonlocal mark, cpu_mark
+        now, cpu_now = time.perf_counter(), time.process_time()
+        stages[name], cpu[name] = round(now - mark, 2), round(cpu_now - cpu_mark, 2)
+        mark, cpu_mark = now, cpu_now
+
     docs = _documents(s, s.context or 64)  # cheap input checks before any model is loaded
+    lap("read")
     hf = tokenizer = None
     declared = None
     description = None
     if s.model:
         hf, tokenizer, declared, description = load_hf(s.model)
+        lap("load model")
     n = s.context or declared or 64
     folder = Folder(out, {**s.identity(), "context_used": n, "plan": asdict(plan)})
     vocab_model = int(hf.config.vocab_size) if hf is not None else 0
     streams = _streams(docs, s, tokenizer, vocab_model)
     _need(streams, n, plan)
+    lap("tokenize")
     small, kept = D.compact(streams, SMALL_VOCAB) if not docs.is_ids or streams.vocab_size > SMALL_VOCAB * 2 \
         else (streams, 1.0)
     torch.manual_seed(s.seed)
     models = _train_all(small, small.vocab_size, n, plan, folder, s.seed, progress)
+    lap("train small models")
     if hf is not None:
         lm = hf_lm(hf, description or "model", declared)
-        dep, s1 = step1(lm, streams, n, plan, folder, s.seed, progress)
+        # one donor with a large model: each donor costs a full-context forward per sufficiency test
+        dep, s1 = step1(lm, streams, n, plan, folder, s.seed, progress, donors=1)
         s1["model"] = description
     else:
         dep, s1 = step1(lengen_lm(models["reference"][0], context=8 * n), small, n, plan, folder, s.seed, progress)
         s1["model"] = "lengen reference (RoPE, trained on this data at 8N)"
+    lap("step 1")
     s2, losses2, near2 = step2(models, small, n, plan, folder, s.seed)
+    lap("step 2")
     s3, losses3 = (step3(hf, streams, n, plan, folder, s.seed, progress) if hf is not None else (None, {}))
+    lap("step 3")
     steps2 = {k: v for k, v in s2.items() if k != "reference"}
     verdict = decide(n, s1, steps2, s3)
     summary = {
@@ -333,6 +375,7 @@ def run_check(s: CheckSettings, out: Path, progress: bool = True, plan: Plan | N
                  "small_model_vocab": small.vocab_size, "small_model_vocab_coverage": kept},
         "step1": s1, "step2": s2, "step3": s3, "costs": costs(models, n, vocab_model or None),
         "settings": s.identity(), "plan": asdict(plan), "wall_s": time.perf_counter() - t0,
+        "stage_s": stages, "stage_cpu_s": cpu, "cpu_s": time.process_time(),
     }
 
     write_report(folder.out, summary, dep, losses2, near2, losses3)

@@ -5,8 +5,8 @@
    of predictions that lose more than 0.1 nats (step 1's truncation profile). If the lower end of either
    interval exceeds its threshold (``FAR_GAIN``, ``FAR_SHARE``), a model trained at N cannot use what
    the longer inputs hold: **no-go at N**, with the kind of dependence from the sufficiency sets of the
-   predictions that need the far context: *sparse* when the median number of tokens their sets hold
-   beyond the local block is at most ``DENSE_TOKENS``, else *dense*.
+   predictions that need the far context: *sparse* when the median number of chunks (of N/8 tokens)
+   their sets hold beyond the local block is at most ``DENSE_CHUNKS``, else *dense*.
 2. Otherwise, **does a short-trained model keep its loss at longer inputs?** ``rise``: loss of the
    tokens at positions [4N, 8N) minus the loss of the same tokens read with only their last N tokens
    (step 2; what reading the longer input costs, paired token by token). The baseline (RoPE) holding
@@ -28,7 +28,8 @@ from typing import Any
 FAR_GAIN = 0.05  # nats per token lost by truncating to N: above it the data needs context beyond N
 FAR_SHARE = 0.05  # share of predictions losing > 0.1 nats when truncated to N: above it, the same
 HOLD = 0.05  # nats: a loss rise at the longest evaluated range at most this keeps the loss
-DENSE_TOKENS = 8  # p90 of tokens a sufficiency set holds beyond the local block: above it, dense
+DENSE_CHUNKS = 2  # median chunks (N/8 tokens each) in the sufficiency sets of the far-needing predictions:
+# above it, dense. Calibration (docs/check.md): the far copy corpus's sets hold 1 chunk, the dense corpus's 12
 
 
 @dataclass
@@ -48,7 +49,7 @@ class Verdict:
         return {"decision": self.decision, "change": self.change, "headline": self.headline, "reason": self.reason,
                 "numbers": self.numbers, "next_steps": self.next_steps, "step2_agrees": self.step2_agrees,
                 "thresholds": {"far_gain_nats": FAR_GAIN, "far_share": FAR_SHARE, "hold_nats": HOLD,
-                               "dense_tokens": DENSE_TOKENS}}
+                               "dense_chunks": DENSE_CHUNKS}}
 
 
 def decide(context: int, step1: dict[str, Any], step2: dict[str, Any], step3: dict[str, Any] | None) -> Verdict:
@@ -73,7 +74,8 @@ def _decide(context: int, step1: dict[str, Any], step2: dict[str, Any]) -> Verdi
     n = context
     numbers: dict[str, Any] = {key: step1[key] for key in ("far_gain", "far_gain_ci", "share_needing_beyond_n",
                                                             "share_needing_beyond_n_ci", "dense_tokens_p90",
-                                                            "needing_tokens_median")}
+                                                            "needing_tokens_median", "needing_chunks_median",
+                                                            "needing_chunks_median_ci")}
     numbers.update({"rise": {k: v["rise"] for k, v in step2.items()},
                     "rise_ci": {k: v["rise_ci"] for k, v in step2.items()}})
     labels = list(step2)
@@ -82,7 +84,7 @@ def _decide(context: int, step1: dict[str, Any], step2: dict[str, Any]) -> Verdi
     gaps = {lb: step2[lb]["gap_to_reference"] for lb in labels}
     numbers["gap_to_reference"] = gaps
     if step1["far_gain_ci"][0] > FAR_GAIN or step1["share_needing_beyond_n_ci"][0] > FAR_SHARE:
-        dense = step1["needing_tokens_median"] > DENSE_TOKENS
+        dense = step1["needing_chunks_median"] > DENSE_CHUNKS
         kind = "dense" if dense else "sparse"
         v = Verdict("no-go", None,
                     f"the data needs context beyond N = {n}: truncating to {n} tokens costs "
@@ -91,8 +93,9 @@ def _decide(context: int, step1: dict[str, Any], step2: dict[str, Any]) -> Verdi
                     f"{step1['share_needing_beyond_n']:.0%} of predictions lose more than 0.1 nats (95% CI "
                     f"{step1['share_needing_beyond_n_ci'][0]:.0%}-{step1['share_needing_beyond_n_ci'][1]:.0%}, "
                     f"threshold {FAR_SHARE:.0%}); the dependence is {kind} (median "
-                    f"{step1['needing_tokens_median']:g} tokens beyond the local block in the sufficiency sets of "
-                    f"those predictions, threshold {DENSE_TOKENS})",
+                    f"{step1['needing_chunks_median']:g} chunks of {n // 8} tokens beyond the local block in the "
+                    f"sufficiency sets of those predictions, 95% CI {step1['needing_chunks_median_ci'][0]:g}-"
+                    f"{step1['needing_chunks_median_ci'][1]:g}, threshold {DENSE_CHUNKS})",
                     numbers)
         v.next_steps = (["train or fine-tune at a context that covers the reach (see the reach histogram)",
                          "few far tokens matter: retrieval or position coupling can bring them close"] if not dense else

@@ -22,6 +22,10 @@ def _run(args: argparse.Namespace) -> int:
     print(f"  {v['reason']}")
     for step in v["next_steps"]:
         print(f"  next: {step}")
+    s1 = summary["step1"]
+    stopped = f", stopped by its {s1['budget_s']:.0f} s budget" if s1.get("stopped_by_budget") else ""
+    print(f"  step 1 measured {s1['tokens']} of {s1['tokens_planned']} tokens{stopped}; wall {summary['wall_s']:.0f} s "
+          f"(" + ", ".join(f"{k} {v:.0f} s" for k, v in summary["stage_s"].items()) + ")")
     print(f"report: {Path(args.out) / 'report.html'}  summary: {Path(args.out) / 'summary.json'}")
     return 0
 
