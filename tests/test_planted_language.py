@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from lengen.check.lm import lengen_lm
-from lengen.config import parse_experiment
+from lengen.config_parse import parse_experiment
 from lengen.diagnose.sources import lengen_handle
 from lengen.errors import LengenError
 from lengen.text.distant import distant_dependence

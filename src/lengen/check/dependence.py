@@ -30,6 +30,7 @@ context is truncated to m (``agreement`` measures how little).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -186,10 +187,22 @@ def measure(lm: LM, contexts: torch.Tensor, targets: torch.Tensor, cfg: Dependen
                                        alone.repeat(len(ranked), 1)).view(len(ranked), n)
     order[:] = torch.argsort(lp_alone, dim=1, descending=True, stable=True)  # best chunk kept alone first
 
-    # binary search over the ladder for the smallest r that is sufficient (r = n keeps everything: the full
-    # context, sufficient by definition, never run). Sufficiency is not strictly monotone in r, so the r
-    # found is *a* sufficient ladder step with an insufficient step below it, not always the smallest;
-    # r = 1 is tried first because most tokens stop there. ~log2(len(ladder)) forwards instead of all steps.
+    k, reach = _search_ladder(deficit, need, open_rows, order, n, cfg)
+    at_reach = _damage_at_reach(run, contexts, targets, full, damage, reach)
+    return Dependence(full.numpy(), damage, k, reach, at_reach, c, cfg, run.tokens)
+
+
+def _search_ladder(deficit: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], need: torch.Tensor,
+                   open_rows: torch.Tensor, order: torch.Tensor, n: int,
+                   cfg: DependenceConfig) -> tuple[np.ndarray, np.ndarray]:
+    """k (chunks in the set) and reach (tokens back to the farthest kept chunk's end) of every row.
+
+    Binary search over the ladder for the smallest r that is sufficient (r = n keeps everything: the full
+    context, sufficient by definition, never run). Sufficiency is not strictly monotone in r, so the r
+    found is *a* sufficient ladder step with an insufficient step below it, not always the smallest;
+    r = 1 is tried first because most tokens stop there. ~log2(len(ladder)) forwards instead of all steps.
+    """
+    s = len(need)
     steps = ladder(n)
     lo = np.full(s, -1)  # index into steps: known insufficient (-1: none tried)
     hi = np.full(s, len(steps) - 1)  # known sufficient
@@ -211,7 +224,14 @@ def measure(lm: LM, contexts: torch.Tensor, targets: torch.Tensor, cfg: Dependen
         k[row] = steps[hi[row]]
         farthest[row] = int(order[row, :k[row]].max())
     reach = np.where(k > 0, cfg.local + (farthest + 1) * cfg.chunk, cfg.local)
-    at_reach = np.zeros(s)
+    return k, reach
+
+
+def _damage_at_reach(run: _Counter, contexts: torch.Tensor, targets: torch.Tensor, full: torch.Tensor,
+                     damage: dict[int, np.ndarray], reach: np.ndarray) -> np.ndarray:
+    """The loss of each row truncated to its own reach (from the profile where that width was measured)."""
+    c = contexts.shape[1]
+    at_reach = np.zeros(len(reach))
     for m in np.unique(reach):
         rows = np.nonzero(reach == m)[0]
         sel = torch.from_numpy(rows)
@@ -219,7 +239,7 @@ def measure(lm: LM, contexts: torch.Tensor, targets: torch.Tensor, cfg: Dependen
             at_reach[rows] = damage[int(m)][rows]
         else:
             at_reach[rows] = (full[sel] - run.logprob(contexts[sel], targets[sel], _last(c, int(m), len(rows)))).numpy()
-    return Dependence(full.numpy(), damage, k, reach, at_reach, c, cfg, run.tokens)
+    return at_reach
 
 
 def measure_many(lm: LM, contexts: torch.Tensor, targets: torch.Tensor, cfg: DependenceConfig,
