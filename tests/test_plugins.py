@@ -9,7 +9,6 @@ docs/extending.md, so the documented examples are the tested ones.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import sys
 from pathlib import Path
@@ -22,6 +21,7 @@ from lengen import plugins
 from lengen.cli import main
 from lengen.config_parse import parse_experiment
 from lengen.errors import ConfigError
+from lengen.metrics import METRICS, check_metrics
 from lengen.positions import SCHEMES
 from lengen.tasks import TASKS
 
@@ -65,6 +65,8 @@ def _forget(names: dict[str, list[str]], modules: str) -> None:
         SCHEMES.unregister(name)
     for name in names["task"]:
         TASKS.unregister(name)
+    for name in names.get("metric", []):
+        METRICS.pop(name, None)
     for module in [m for m in sys.modules if m == modules or m.startswith(modules + ".")]:
         del sys.modules[module]
     plugins.forget()
@@ -72,19 +74,21 @@ def _forget(names: dict[str, list[str]], modules: str) -> None:
 
 @pytest.fixture
 def installed(tmp_path, monkeypatch):
-    """The documented scheme and task installed as package my_lengen_plugin (and its metric, once
-    lengen.metrics with register_metric exists)."""
+    """The documented scheme, task and metric installed as package my_lengen_plugin."""
     files = documented_files()
     assert {"decay.py", "first_symbol.py", "first_answer_accuracy.py"} <= set(files)
     groups = {g: dict(eps) for g, eps in ENTRY_POINTS.items()}
-    if importlib.util.find_spec("lengen.metrics") is None:  # the metric registry comes with issue 17's other half
-        del files["first_answer_accuracy.py"]
-        del groups["lengen.metrics"]
     write_distribution(tmp_path, PACKAGE, files, groups)
     monkeypatch.syspath_prepend(str(tmp_path))
     plugins.forget()
     yield
-    _forget({"scheme": ["decay"], "task": ["first_symbol"]}, PACKAGE)
+    _forget({"scheme": ["decay"], "task": ["first_symbol"], "metric": ["first_answer_accuracy"]}, PACKAGE)
+
+
+def test_a_plugin_package_adds_a_metric_found_by_name(installed):
+    assert "first_answer_accuracy" not in METRICS  # not imported until a metric is looked up
+    assert check_metrics(["accuracy", "first_answer_accuracy"]) == ["accuracy", "first_answer_accuracy"]
+    assert "first_answer_accuracy" in METRICS
 
 
 def test_a_plugin_package_adds_a_scheme_and_a_task_without_edits(installed):

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from lengen import plugins
 from lengen.errors import ConfigError
 
 
@@ -56,6 +57,7 @@ def register_metric(name: str) -> Callable[[Metric], Metric]:
 
 
 def check_metrics(names: Iterable[str]) -> list[str]:
+    plugins.load_group("lengen.metrics")  # other packages' metrics, as the class registries load theirs
     names = list(names)
     unknown = [n for n in names if n not in METRICS]
     if unknown:
