@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lengen.kernels import RotateQKV
 from lengen.positions import PositionScheme
 
 
@@ -126,12 +127,17 @@ class Attention(nn.Module):
         """Queries and keys (rotated by the scheme) and values, each [B, H, T, head_dim]."""
         b, t, d = x.shape
         if self.fused:
+            tables = scheme.rotation(ids, x.dtype)
+            if tables is not None:  # split and rotate in one autograd step: one gradient buffer, no zero padding
+                q, k, v = RotateQKV.apply(self.qkv(x), *tables, self.n_heads)
+                return q, k, v
             qkv = self.qkv(x).view(b, t, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
             q, k = scheme.rotate(qkv[:2], ids).unbind(0)  # queries and keys in one pass: half the ops
             return q, k, qkv[2]
         q, k, v = (proj(x).view(b, t, self.n_heads, d // self.n_heads).transpose(1, 2) for proj in (self.q, self.k, self.v))
-        q, k = scheme.rotate(torch.stack([q, k]), ids).unbind(0)
-        return q, k, v
+        # one at a time: stacking them would copy both (rope's rotation reads strided views as they are and
+        # returns contiguous ones; the others get the contiguous copy that the attention kernels had before)
+        return scheme.rotate(q, ids).contiguous(), scheme.rotate(k, ids).contiguous(), v
 
     def forward(
         self,

@@ -61,6 +61,12 @@ class PositionScheme(nn.Module):
         """
         return x
 
+    def rotation(self, ids: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """RoPE-style tables ``(cos2, sin2)`` [B, 1, T, head_dim] when ``rotate`` is exactly
+        ``lengen.kernels.rotate_halves(x, cos2, sin2)``, else None. Given them, the attention fuses the
+        rotation with the split of the fused q/k/v product into heads (a faster backward)."""
+        return None
+
     def bias(self, q_ids: torch.Tensor, k_ids: torch.Tensor) -> torch.Tensor | None:
         """Additive attention-score bias [B, H, Tq, Tk] from query and key ids, or None."""
         return None

@@ -52,5 +52,8 @@ class Randomized(PositionScheme):
     def rotate(self, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         return self.base.rotate(x, ids)
 
+    def rotation(self, ids: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor] | None:
+        return self.base.rotation(ids, dtype)
+
     def bias(self, q_ids: torch.Tensor, k_ids: torch.Tensor) -> torch.Tensor | None:
         return self.base.bias(q_ids, k_ids)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from lengen.kernels import RotateHalves
 from lengen.positions.base import Dims, PositionScheme, register_scheme
 from lengen.registry import param
 
@@ -34,18 +35,22 @@ class RoPE(PositionScheme):
         self.register_buffer("inv_freq2", torch.cat([inv_freq, inv_freq]), persistent=False)
         self.register_buffer("sin_sign", torch.cat([-torch.ones(half), torch.ones(half)]), persistent=False)
 
-    def rotate(self, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    def rotation(self, ids: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if self.dims.head_dim % 2:  # odd head_dim: rotate() leaves the last channel out, the tables cannot
+            return None
+        return self._tables(ids, dtype)
+
+    def _tables(self, ids: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         # ids are exact in float32 up to 2**24, far beyond any length we evaluate
         angle = ids.float()[:, None, :, None] * self.inv_freq2  # [B, 1, T, 2 half]
-        cos2, sin2 = angle.cos().to(x.dtype), (angle.sin() * self.sin_sign).to(x.dtype)
+        return angle.cos().to(dtype), (angle.sin() * self.sin_sign).to(dtype)
+
+    def rotate(self, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        # [x1, x2] -> [x1 cos - x2 sin, x2 cos + x1 sin], by a hand-written autograd function that reads
+        # strided views (the fused q/k/v product) as they are and returns a contiguous result
+        cos2, sin2 = self._tables(ids, x.dtype)
         half = self.inv_freq.shape[0]
-        # [x1, x2] -> [x1 cos - x2 sin, x2 cos + x1 sin], written as x * [cos, cos] + [x2, x1] * [-sin, sin]
-        # (bitwise the same: a - b == a + (-b)) so that each op runs once over whole heads. Strided
-        # views of the fused QKV projection slow every elementwise op, so copy to contiguous first.
-        x = x.contiguous()
-        pairs = x[..., : 2 * half]
-        swapped = torch.cat([pairs[..., half:], pairs[..., :half]], dim=-1)
-        rotated = pairs * cos2 + swapped * sin2
-        if x.shape[-1] > 2 * half:  # odd head_dim: the last channel is left unrotated
-            rotated = torch.cat([rotated, x[..., 2 * half :]], dim=-1)
-        return rotated
+        if x.shape[-1] == 2 * half:
+            return RotateHalves.apply(x, cos2, sin2)
+        # odd head_dim: the last channel is left unrotated
+        return torch.cat([RotateHalves.apply(x[..., : 2 * half], cos2, sin2), x[..., 2 * half :]], dim=-1)
