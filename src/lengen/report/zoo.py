@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from lengen.errors import LengenError
+from lengen.figures import png, pyplot
 from lengen.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from lengen.report.results import read_csv
 from lengen.stats import spearman  # nan when either side is constant
@@ -136,14 +137,7 @@ def correlate(models: list[Model], predictors: dict[str, dict[str, float]], reps
 
 
 def render_scatter(models: list[Model], predictors: dict[str, dict[str, float]]) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import io
-
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 5.5))
+    fig, ax = pyplot().subplots(figsize=(8, 5.5))
     schemes = sorted({m.scheme for m in models})
     for i, scheme in enumerate(schemes):
         per_task: dict[str, list[float]] = defaultdict(list)
@@ -168,10 +162,7 @@ def render_scatter(models: list[Model], predictors: dict[str, dict[str, float]])
         ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=130)
-    plt.close(fig)
-    return buf.getvalue()
+    return png(fig)
 
 
 def ruoss_direction(models: list[Model], treated: str = "randomized", baseline: str = "nope",

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from lengen.figures import png, pyplot
 from lengen.io import atomic_write_bytes
-from lengen.report.plots import _png, pyplot
 
 
 @dataclass
@@ -50,7 +50,7 @@ def render_loss_vs_position(curves: Sequence[Curve], near: int, bin_size: int) -
     fig.suptitle(f"Validation loss by position (dotted: end of the {near + 1}-token training context; "
                  "dashed: the reference model)", fontsize=9)
     fig.tight_layout()
-    return _png(fig)
+    return png(fig)
 
 
 def plot_loss_vs_position(curves: Sequence[Curve], near: int, bin_size: int, path: Path) -> None:
@@ -80,7 +80,7 @@ def render_loss_by_bucket(rows: Sequence[dict[str, Any]], names: Sequence[str]) 
     ax.set_ylabel("loss increase beyond training context\n(whole window - near context), nats")
     ax.legend(title="distant tokens needed", fontsize=8)
     fig.tight_layout()
-    return _png(fig)
+    return png(fig)
 
 
 def plot_loss_by_bucket(rows: Sequence[dict[str, Any]], names: Sequence[str], path: Path) -> None:

@@ -21,8 +21,8 @@ import torch
 
 from lengen.check.lm import lengen_lm
 from lengen.config import Cell, ExperimentConfig, LanguageConfig
+from lengen.figures import png, pyplot
 from lengen.io import atomic_write_bytes, atomic_write_json
-from lengen.report.plots import _png, pyplot
 from lengen.report.results import write_csv
 from lengen.text.distant import DistantDependence, bucket_names, buckets
 from lengen.text.recovery import Tokens, recovery_rows, sparsity_buckets
@@ -145,7 +145,7 @@ def render_recovery(rows: list[dict[str, Any]], names: list[str]) -> bytes:
     ax.set_ylabel("share of the reference's distant gain\nrecovered (stratified, 95% window bootstrap)")
     ax.legend(title="distant sparsity (sufficiency k)", fontsize=8)
     fig.tight_layout()
-    return _png(fig)
+    return png(fig)
 
 
 def _fmt(r: dict[str, Any], kind: str) -> str:
