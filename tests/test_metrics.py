@@ -1,13 +1,18 @@
 """Evaluation metrics: a registry, one loop for teacher-forced and generated evaluation."""
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 import torch
 
 from lengen.errors import ConfigError
 from lengen.evaluate import evaluate
-from lengen.metrics import METRICS, Scored, Tallies, Tally, register_metric
+from lengen.heads import HEADS
+from lengen.heads.base import HEAD_BUILDERS
+from lengen.metrics import METRICS, REGISTRY, Scored, Tallies, Tally, register_metric
 from lengen.model import ModelConfig, Transformer
+from lengen.registry import FunctionRegistry
 from lengen.tasks import make_task
 
 
@@ -36,6 +41,21 @@ def test_a_new_metric_is_one_function_and_a_decorator():
 def test_unknown_metric_is_a_one_line_error():
     with pytest.raises(ConfigError, match="unknown metric 'acuracy'.*accuracy"):
         evaluate(_model(), make_task("copy"), [4], 4, 0, metrics=["acuracy"])
+
+
+def test_function_registry_shared_by_metrics_and_heads():
+    assert HEADS is HEAD_BUILDERS.functions and METRICS is REGISTRY.functions
+    reg: FunctionRegistry[Callable[[], int]] = FunctionRegistry("widget")
+    reg.register("one")(lambda: 1)
+    with pytest.raises(ConfigError, match="widget 'one' is registered twice"):
+        reg.register("one")(lambda: 2)
+    assert reg.get("one")() == 1 and reg.names() == ["one"]
+    with pytest.raises(ConfigError, match=r"^unknown widget 'onee' \(did you mean 'one'\?\); known: one$"):
+        reg.check(["one", "onee"])
+    with pytest.raises(ConfigError, match=r"unknown widget \[1\]; known: one$"):
+        reg.get([1])  # type: ignore[arg-type]
+    reg.unregister("one")
+    assert reg.names() == []
 
 
 def test_tallies_sum_over_batches_then_divide():

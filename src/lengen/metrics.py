@@ -21,8 +21,7 @@ from typing import Any
 
 import torch
 
-from lengen import plugins
-from lengen.errors import ConfigError
+from lengen.registry import FunctionRegistry
 
 
 @dataclass
@@ -42,27 +41,18 @@ class Scored:
 
 Tally = tuple[torch.Tensor | int | float, torch.Tensor | int | float]
 Metric = Callable[[Scored], Tally | None]
-METRICS: dict[str, Metric] = {}
+# other packages' metrics come from the entry-point group lengen.metrics, loaded at the first lookup
+REGISTRY: FunctionRegistry[Metric] = FunctionRegistry("metric", group="lengen.metrics")
+METRICS: dict[str, Metric] = REGISTRY.functions
 DEFAULT_METRICS = ("accuracy", "exact_match", "position_accuracy")
 
-
-def register_metric(name: str) -> Callable[[Metric], Metric]:
-    """Register a metric ``(Scored) -> (sum, count) or None`` under ``name``."""
-    def decorate(fn: Metric) -> Metric:
-        if name in METRICS:
-            raise ConfigError(f"metric {name!r} is registered twice")
-        METRICS[name] = fn
-        return fn
-    return decorate
+# ``@register_metric(name)`` registers a metric ``(Scored) -> (sum, count) or None`` under ``name``
+register_metric = REGISTRY.register
 
 
 def check_metrics(names: Iterable[str]) -> list[str]:
-    plugins.load_group("lengen.metrics")  # other packages' metrics, as the class registries load theirs
-    names = list(names)
-    unknown = [n for n in names if n not in METRICS]
-    if unknown:
-        raise ConfigError(f"unknown metric {unknown[0]!r}; known: {', '.join(sorted(METRICS))}")
-    return names
+    """``names`` as a list, each a registered metric (plugins included)."""
+    return REGISTRY.check(names)
 
 
 @register_metric("accuracy")

@@ -1,13 +1,16 @@
-"""Name -> class registries for tasks and position schemes, with parameter validation.
+"""Name registries: ``FunctionRegistry`` (name -> function: metrics, output-head builders) and
+``Registry`` (name -> class, with parameter validation: tasks, position schemes, backends).
 
-Parameters are dataclass fields, so `lengen tasks` / `lengen schemes` can list them and an unknown or
-ill-typed parameter is caught before any work starts.
+Both refuse a name registered twice, word an unknown name the project's one way
+(``lengen.validate.unknown``) and load their plugins' entry-point group before the first lookup or
+listing. A class's parameters are dataclass fields, so `lengen tasks` / `lengen schemes` can list them
+and an unknown or ill-typed parameter is caught before any work starts.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar
 
 from lengen import plugins
@@ -15,6 +18,7 @@ from lengen.errors import ConfigError
 from lengen.validate import check_keys, check_value, clip, field_types, type_hints, unknown
 
 T = TypeVar("T")
+F = TypeVar("F")
 
 
 @dataclasses.dataclass
@@ -30,6 +34,59 @@ def param(default: Any, help: str) -> Any:
     if isinstance(default, list | dict):
         return dataclasses.field(default_factory=lambda: default, metadata={"help": help})
     return dataclasses.field(default=default, metadata={"help": help})
+
+
+class FunctionRegistry(Generic[F]):
+    """Registered functions by name (``functions``: the plain dict, read without loading plugins).
+    With a ``group``, its plugins' entry points are loaded before the first lookup or listing."""
+
+    def __init__(self, kind: str, group: str | None = None) -> None:
+        self.kind = kind
+        self.group = group
+        self.functions: dict[str, F] = {}
+
+    def _load_plugins(self) -> None:
+        if self.group is not None:
+            plugins.load_group(self.group)
+
+    def register(self, name: str) -> Callable[[F], F]:
+        """A decorator registering a function under ``name`` (a ConfigError if the name is taken)."""
+        def decorate(fn: F) -> F:
+            if name in self.functions:
+                raise ConfigError(f"{self.kind} {name!r} is registered twice")
+            self.functions[name] = fn
+            return fn
+
+        return decorate
+
+    def unregister(self, name: str) -> None:
+        """Forget ``name`` (tests that register a throwaway function clean up with it)."""
+        self.functions.pop(name, None)
+
+    def names(self) -> list[str]:
+        self._load_plugins()
+        return sorted(self.functions)
+
+    def get(self, name: str) -> F:
+        self._load_plugins()
+        if not isinstance(name, str) or name not in self.functions:
+            raise unknown_name(self.kind, name, self.names())
+        return self.functions[name]
+
+    def check(self, names: Iterable[str]) -> list[str]:
+        """``names`` as a list, each known (a ConfigError names the first that is not)."""
+        names = list(names)
+        for name in names:
+            self.get(name)
+        return names
+
+
+def unknown_name(kind: str, name: Any, names: list[str], listing: str | None = None) -> ConfigError:
+    """The error of a lookup of an unknown ``name`` among the sorted ``names``. With ``listing`` (the
+    command listing them), more than a dozen names are not spelled out: the one-line error would be
+    unreadable."""
+    known = ", ".join(names) if listing is None or len(names) <= 12 else f"{listing} lists all {len(names)}"
+    return ConfigError(unknown(kind, name, names, known, suggest=isinstance(name, str)))
 
 
 class Registry(Generic[T]):
@@ -67,10 +124,7 @@ class Registry(Generic[T]):
     def get_class(self, name: str) -> type[T]:
         self._load_plugins()
         if not isinstance(name, str) or name not in self._classes:
-            names = self.names()
-            # a long list would make the one-line error unreadable: past a dozen, point to the listing
-            known = ", ".join(names) if len(names) <= 12 else f"`lengen {self.kind}s` lists all {len(names)}"
-            raise ConfigError(unknown(self.kind, name, self._classes, known, suggest=isinstance(name, str)))
+            raise unknown_name(self.kind, name, self.names(), listing=f"`lengen {self.kind}s`")
         return self._classes[name]
 
     def param_class(self, name: str) -> type:

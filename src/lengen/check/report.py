@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 from pathlib import Path
 from typing import Any
 
@@ -12,25 +11,13 @@ import numpy as np
 
 from lengen.check.dependence import Dependence
 from lengen.check.position_loss import curve
+from lengen.figures import png, pyplot
 from lengen.io import atomic_write_bytes, atomic_write_text
-
-
-def _png(fig: Any) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
 
 
 def figures(summary: dict[str, Any], dep: Dependence, losses2: dict[str, np.ndarray],
             near2: dict[str, np.ndarray], losses3: dict[str, np.ndarray]) -> dict[str, bytes]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     n = summary["context"]
     out = {}
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.4))
@@ -46,7 +33,7 @@ def figures(summary: dict[str, Any], dep: Dependence, losses2: dict[str, np.ndar
     b.axvline(n, color="grey", ls=":")
     b.set_xscale("log", base=2)
     b.set(xlabel="reach of the sufficiency set (tokens)", ylabel="tokens", title="Step 1: how far back")
-    out["step1_dependence.png"] = _png(fig)
+    out["step1_dependence.png"] = png(fig, dpi=90, tight=True)
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.6))
     for label, lo in losses2.items():
@@ -65,7 +52,7 @@ def figures(summary: dict[str, Any], dep: Dependence, losses2: dict[str, np.ndar
     b.axhline(0, color="black", lw=0.6)
     b.set(xlabel="position (tokens of context)", ylabel="nats",
           title="rise: loss minus loss of the same tokens read with their last N")
-    out["step2_loss_by_position.png"] = _png(fig)
+    out["step2_loss_by_position.png"] = png(fig, dpi=90, tight=True)
 
     if losses3:
         fig, ax = plt.subplots(figsize=(7, 3.6))
@@ -75,7 +62,7 @@ def figures(summary: dict[str, Any], dep: Dependence, losses2: dict[str, np.ndar
         ax.axvline(n, color="grey", ls=":")
         ax.set(xlabel="position", ylabel="loss (nats)", title=f"Step 3: your model to 2N (N = {n}), RoPE scalings")
         ax.legend(fontsize=8)
-        out["step3_existing_model.png"] = _png(fig)
+        out["step3_existing_model.png"] = png(fig, dpi=90, tight=True)
     return out
 
 

@@ -28,6 +28,7 @@ from lengen.check.synthetic import synthetic_documents
 from lengen.check.verdict import decide
 from lengen.errors import LengenError
 from lengen.io import atomic_write_json, ensure_writable_dir
+from lengen.stats import spearman  # nan when either side is constant
 from lengen.text.length_eval import near_context_losses
 from lengen.text.tokenizers import hf_text_tokenizer
 
@@ -168,23 +169,6 @@ def step1(lm: LM, streams: D.TokenStreams, n: int, plan: Plan, folder: Folder, s
     s1["budget_s"] = plan.dep_budget_s
     s1["stopped_by_budget"] = len(dep.k) < plan.dep_tokens
     return dep, s1
-
-
-def _ranks(x: np.ndarray) -> np.ndarray:
-    """Ranks with ties given their average rank."""
-    order = np.argsort(x, kind="stable")
-    ranks = np.empty(len(x))
-    ranks[order] = np.arange(len(x))
-    _, inverse = np.unique(x, return_inverse=True)
-    average: np.ndarray = np.bincount(inverse, ranks) / np.bincount(inverse)
-    return average[inverse]
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman rank correlation (nan when either side is constant)."""
-    if np.std(a) == 0 or np.std(b) == 0:
-        return float("nan")
-    return float(np.corrcoef(_ranks(np.asarray(a, float)), _ranks(np.asarray(b, float)))[0, 1])
 
 
 def summarize_dependence(dep: Dependence, n: int) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
-from lengen.errors import ConfigError
+from lengen.registry import FunctionRegistry
 
 if TYPE_CHECKING:
     from lengen.model_config import ModelConfig
@@ -81,17 +81,11 @@ class OutputHead(nn.Module):
 
 
 HeadBuilder = Callable[["ModelConfig", "PositionScheme"], "OutputHead | None"]
-HEADS: dict[str, HeadBuilder] = {}
+HEAD_BUILDERS: FunctionRegistry[HeadBuilder] = FunctionRegistry("output head")
+HEADS: dict[str, HeadBuilder] = HEAD_BUILDERS.functions  # the model asks each, in registration order
 
-
-def register_head(name: str) -> Callable[[HeadBuilder], HeadBuilder]:
-    """Register a builder ``(model config, position scheme) -> head or None`` under ``name``."""
-    def decorate(build: HeadBuilder) -> HeadBuilder:
-        if name in HEADS:
-            raise ConfigError(f"output head {name!r} is registered twice")
-        HEADS[name] = build
-        return build
-    return decorate
+# ``@register_head(name)`` registers a builder ``(model config, position scheme) -> head or None``
+register_head = HEAD_BUILDERS.register
 
 
 # config validators of the heads' own fields (called by ModelConfig.validate)

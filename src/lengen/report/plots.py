@@ -6,34 +6,15 @@ image that is written next to the results.
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lengen.figures import png, pyplot
 from lengen.io import atomic_write_bytes
 from lengen.report.aggregate import summary_by_series
 from lengen.report.results import display_lengths, label_columns
-
-
-def pyplot() -> Any:
-    """matplotlib.pyplot on the Agg backend (no display needed, and never one picked up by accident),
-    imported when the first figure is drawn: it costs about a second that commands drawing nothing
-    (``lengen --help``, ``lengen tasks``) would otherwise pay at start-up."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _png(fig: Any) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=130)
-    pyplot().close(fig)
-    return buf.getvalue()
 
 
 def _order(v: Any) -> tuple[int, Any]:
@@ -75,7 +56,7 @@ def render_accuracy_vs_length(rows: Sequence[dict[str, Any]], value: str = "accu
                  f"{band})", fontsize=10)
     ax.legend(fontsize=7, loc="best", ncol=2 if len(data) > 6 else 1)
     fig.tight_layout()
-    return _png(fig)
+    return png(fig)
 
 
 def plot_accuracy_vs_length(rows: Sequence[dict[str, Any]], path: Path, value: str = "accuracy",
@@ -125,7 +106,7 @@ def render_heatmap(rows: Sequence[dict[str, Any]], row_col: str, value: str = "a
         fig.colorbar(image, ax=axes, shrink=0.8, label=f"mean {value.replace('_', ' ')}")
     fig.suptitle(f"{rows[0]['experiment']}: mean {value} over seeds by {row_col} and evaluation length",
                  fontsize=9)
-    return _png(fig)
+    return png(fig)
 
 
 def render_curves(curves: Sequence[dict[str, Any]], train_max: int) -> bytes | None:
@@ -161,4 +142,4 @@ def render_curves(curves: Sequence[dict[str, Any]], train_max: int) -> bytes | N
     axes[0][0].set_ylabel("held-out exact match")
     axes[0][-1].legend(fontsize=7, loc="best")
     fig.tight_layout()
-    return _png(fig)
+    return png(fig)

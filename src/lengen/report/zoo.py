@@ -28,8 +28,10 @@ from typing import Any
 import numpy as np
 
 from lengen.errors import LengenError
+from lengen.figures import png, pyplot
 from lengen.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from lengen.report.results import read_csv
+from lengen.stats import spearman  # nan when either side is constant
 from lengen.tasks import make_task
 from lengen.tasks.structure import task_structure
 
@@ -50,24 +52,6 @@ class Model:
     @property
     def g(self) -> float:
         return self.l_star / self.train_len
-
-
-def spearman(x: np.ndarray, y: np.ndarray) -> float:
-    """Spearman's rho with average ranks for ties; nan when either side is constant."""
-    rx, ry = _ranks(np.asarray(x, float)), _ranks(np.asarray(y, float))
-    if len(rx) < 3 or rx.std() == 0 or ry.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(rx, ry)[0, 1])
-
-
-def _ranks(v: np.ndarray) -> np.ndarray:
-    order = np.argsort(v, kind="stable")
-    ranks = np.empty(len(v))
-    ranks[order] = np.arange(len(v), dtype=float)
-    for value in np.unique(v):  # ties share their average rank
-        tied = v == value
-        ranks[tied] = ranks[tied].mean()
-    return ranks
 
 
 def models_from_rows(rows: list[dict[str, Any]], learned_at: float, holds_at: float) -> list[Model]:
@@ -137,7 +121,7 @@ def correlate(models: list[Model], predictors: dict[str, dict[str, float]], reps
         excluded = sorted({m.task for m in mine} - set(per_task))
         for name in PREDICTORS:
             tasks = [t for t in sorted(per_task) if not math.isnan(predictors[t][name])]
-            if len(tasks) < 3:
+            if len(tasks) < 3:  # the zoo's minimum (the shared spearman defines rho from 2 points)
                 continue
             x = np.array([predictors[t][name] for t in tasks])
             y = np.array([np.median(per_task[t]) for t in tasks])
@@ -153,14 +137,7 @@ def correlate(models: list[Model], predictors: dict[str, dict[str, float]], reps
 
 
 def render_scatter(models: list[Model], predictors: dict[str, dict[str, float]]) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import io
-
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 5.5))
+    fig, ax = pyplot().subplots(figsize=(8, 5.5))
     schemes = sorted({m.scheme for m in models})
     for i, scheme in enumerate(schemes):
         per_task: dict[str, list[float]] = defaultdict(list)
@@ -185,10 +162,7 @@ def render_scatter(models: list[Model], predictors: dict[str, dict[str, float]])
         ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=130)
-    plt.close(fig)
-    return buf.getvalue()
+    return png(fig)
 
 
 def ruoss_direction(models: list[Model], treated: str = "randomized", baseline: str = "nope",

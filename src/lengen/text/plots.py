@@ -1,4 +1,5 @@
-"""Figures of the language analysis: loss against position per scheme, and loss increase per bucket."""
+"""Figures of the language analysis: loss against position per scheme, and grouped bars per bucket
+(loss increase here, gain recovered in ``lengen.text.recovery_analysis``)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from lengen.figures import png, pyplot
 from lengen.io import atomic_write_bytes
-from lengen.report.plots import _png, pyplot
 
 
 @dataclass
@@ -50,7 +51,7 @@ def render_loss_vs_position(curves: Sequence[Curve], near: int, bin_size: int) -
     fig.suptitle(f"Validation loss by position (dotted: end of the {near + 1}-token training context; "
                  "dashed: the reference model)", fontsize=9)
     fig.tight_layout()
-    return _png(fig)
+    return png(fig)
 
 
 def plot_loss_vs_position(curves: Sequence[Curve], near: int, bin_size: int, path: Path) -> None:
@@ -66,21 +67,35 @@ def render_loss_by_bucket(rows: Sequence[dict[str, Any]], names: Sequence[str]) 
         if r["range"] == "beyond" and r["bucket"] in names:
             beyond.setdefault((f"{r['scheme']} s{r['seed']}" if several else r["scheme"], r["bucket"]), r)
     labels = list(dict.fromkeys(label for label, _ in beyond))
-    fig, ax = pyplot().subplots(figsize=(max(6.0, 0.9 * len(labels) + 2), 3.8))
-    width = 0.8 / len(names)
-    for i, name in enumerate(names):
+    bars = []
+    for name in names:
         found = [beyond.get((label, name)) for label in labels]
-        vals = [r["loss_increase"] if r else np.nan for r in found]
-        errs = [r["increase_ci"] if r else np.nan for r in found]
-        ax.bar(np.arange(len(labels)) + (i - (len(names) - 1) / 2) * width, vals, width, yerr=errs,
+        bars.append((name, [r["loss_increase"] if r else np.nan for r in found],
+                     [r["increase_ci"] if r else np.nan for r in found]))
+    return render_grouped_bars(labels, bars,
+                               "loss increase beyond training context\n(whole window - near context), nats",
+                               "distant tokens needed")
+
+
+def render_grouped_bars(labels: Sequence[str], bars: Sequence[tuple[str, Any, Any]], ylabel: str,
+                        legend_title: str, guides: Sequence[float] = ()) -> bytes:
+    """Grouped bars: a group per label (e.g. a model), in it a bar per ``(name, values, yerr)`` of
+    ``bars`` (e.g. a bucket; values and errors per label, nan for none; the legend names them), a line
+    at 0 and a dotted line at each of ``guides``."""
+    fig, ax = pyplot().subplots(figsize=(max(6.0, 0.9 * len(labels) + 2), 3.8))
+    width = 0.8 / len(bars)
+    for i, (name, vals, errs) in enumerate(bars):
+        ax.bar(np.arange(len(labels)) + (i - (len(bars) - 1) / 2) * width, vals, width, yerr=errs,
                label=name, capsize=2)
     ax.axhline(0, color="0.3", linewidth=0.8)
+    for y in guides:
+        ax.axhline(y, color="0.6", linewidth=0.8, linestyle=":")
     ax.set_xticks(np.arange(len(labels)))
     ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel("loss increase beyond training context\n(whole window - near context), nats")
-    ax.legend(title="distant tokens needed", fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.legend(title=legend_title, fontsize=8)
     fig.tight_layout()
-    return _png(fig)
+    return png(fig)
 
 
 def plot_loss_by_bucket(rows: Sequence[dict[str, Any]], names: Sequence[str], path: Path) -> None:

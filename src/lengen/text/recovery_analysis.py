@@ -22,9 +22,9 @@ import torch
 from lengen.check.lm import lengen_lm
 from lengen.config import Cell, ExperimentConfig, LanguageConfig
 from lengen.io import atomic_write_bytes, atomic_write_json
-from lengen.report.plots import _png, pyplot
 from lengen.report.results import write_csv
 from lengen.text.distant import DistantDependence, bucket_names, buckets
+from lengen.text.plots import render_grouped_bars
 from lengen.text.recovery import Tokens, recovery_rows, sparsity_buckets
 from lengen.text.run_cache import (
     FOLDER,
@@ -126,26 +126,17 @@ def run_recovery(cfg: ExperimentConfig, out_dir: Path, windows: torch.Tensor, de
 
 
 def render_recovery(rows: list[dict[str, Any]], names: list[str]) -> bytes:
-    plt = pyplot()
     sel = [r for r in rows if r["measure"] == "sufficiency" and r["bucket"] in names]
     labels = list(dict.fromkeys(r["model"] for r in sel))
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(labels) + 2), 3.8))
-    width = 0.8 / len(names)
-    for i, name in enumerate(names):
+    bars = []
+    for name in names:
         found = {r["model"]: r for r in sel if r["bucket"] == name}
         vals = np.array([found[m]["stratified"] if m in found else np.nan for m in labels])
         lo = np.array([found[m]["stratified_lo"] if m in found else np.nan for m in labels])
         hi = np.array([found[m]["stratified_hi"] if m in found else np.nan for m in labels])
-        ax.bar(np.arange(len(labels)) + (i - (len(names) - 1) / 2) * width, vals, width, label=name,
-               yerr=np.stack([vals - lo, hi - vals]), capsize=2)
-    ax.axhline(0, color="0.3", linewidth=0.8)
-    ax.axhline(1, color="0.6", linewidth=0.8, linestyle=":")
-    ax.set_xticks(np.arange(len(labels)))
-    ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel("share of the reference's distant gain\nrecovered (stratified, 95% window bootstrap)")
-    ax.legend(title="distant sparsity (sufficiency k)", fontsize=8)
-    fig.tight_layout()
-    return _png(fig)
+        bars.append((name, vals, np.stack([vals - lo, hi - vals])))
+    return render_grouped_bars(labels, bars, "share of the reference's distant gain\nrecovered (stratified, 95% "
+                               "window bootstrap)", "distant sparsity (sufficiency k)", guides=[1])
 
 
 def _fmt(r: dict[str, Any], kind: str) -> str:
