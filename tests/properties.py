@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lengen.kernels import rotate_halves
 from lengen.model import KVCache, ModelConfig, Transformer
 from lengen.positions import SCHEMES
 from lengen.tasks import IGNORE, TASKS, Task
@@ -85,6 +86,16 @@ def check_custom_ids(model: Transformer) -> None:
     assert out.shape == (1, 8, VOCAB) and torch.isfinite(out).all()
 
 
+def check_rotation_tables(model: Transformer) -> None:
+    """A scheme that hands out rotation tables rotates by exactly them: the attention uses the tables
+    in place of ``rotate`` on its fused q/k/v path, so the two must agree bit for bit."""
+    ids = plain_ids(model, 2, 9)
+    x = torch.randn(2, 2, model.cfg.n_heads, 9, model.cfg.d_model // model.cfg.n_heads)
+    tables = model.positions.rotation(ids, x.dtype)
+    if tables is not None:
+        assert torch.equal(model.positions.rotate(x, ids), rotate_halves(x, *tables))
+
+
 def check_scheme(name: str, position_args: dict[str, Any] | None = None) -> None:
     """Every scheme property, for one registered scheme (what test_plugins runs on a plugin)."""
     model = scheme_model(name, position_args)
@@ -92,6 +103,7 @@ def check_scheme(name: str, position_args: dict[str, Any] | None = None) -> None
     check_shift(model, SCHEMES.get_class(name).shift_invariant)
     check_cache_equals_full_forward(model)
     check_custom_ids(model)
+    check_rotation_tables(model)
 
 
 # -- tasks ----------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from properties import (
     check_cache_equals_full_forward,
     check_causal,
     check_custom_ids,
+    check_rotation_tables,
     check_shift,
     plain_ids,
     scheme_model,
@@ -135,6 +136,12 @@ def test_learned_table_overflow_is_a_clear_error():
 def test_bad_model_config_is_a_clear_error(cfg, message):
     with pytest.raises(ConfigError, match=message):
         Transformer(ModelConfig(vocab_size=5, **cfg))
+
+
+@pytest.mark.parametrize("name", SCHEMES.names())
+def test_rotation_tables_agree_with_rotate(name):
+    """Discovered from the registry: what the fused q/k/v path applies equals the scheme's rotate."""
+    check_rotation_tables(build(name))
 
 
 def test_flops_per_token_counts_the_matmuls():

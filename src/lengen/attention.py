@@ -127,8 +127,10 @@ class Attention(nn.Module):
         """Queries and keys (rotated by the scheme) and values, each [B, H, T, head_dim]."""
         b, t, d = x.shape
         if self.fused:
-            tables = scheme.rotation(ids, x.dtype)
-            if tables is not None:  # split and rotate in one autograd step: one gradient buffer, no zero padding
+            # split and rotate in one autograd step: one gradient buffer, no zero padding (eager only:
+            # torch.compile fuses the plain ops below itself, and cannot trace the kernel's out= writes)
+            tables = None if torch.compiler.is_compiling() else scheme.rotation(ids, x.dtype)
+            if tables is not None:
                 q, k, v = RotateQKV.apply(self.qkv(x), *tables, self.n_heads)
                 return q, k, v
             qkv = self.qkv(x).view(b, t, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)

@@ -50,7 +50,7 @@ def llama_state_dict(model: Transformer) -> dict[str, torch.Tensor]:
     check_llama_like(cfg)
     if model.heads():
         raise ConfigError(f"export to Llama: output heads {sorted(model.heads())} have no Llama equivalent")
-    d, w = cfg.d_model, cfg.ff_width
+    d = cfg.d_model
     out: dict[str, Any] = {"model.embed_tokens.weight": model.embed.weight, "model.norm.weight": model.norm.weight,
            "lm_head.weight": model.head.weight}
     for i, block in enumerate(model.blocks):
@@ -60,7 +60,7 @@ def llama_state_dict(model: Transformer) -> dict[str, torch.Tensor]:
             q, k, v = attn.qkv.weight.split(d)
         else:
             q, k, v = attn.q.weight, attn.k.weight, attn.v.weight
-        gate, up = mlp.up.weight.split(w) if mlp.fused else (mlp.gate.weight, mlp.up.weight)
+        gate, up = mlp.gate.weight, mlp.up.weight
         out |= {pre + "input_layernorm.weight": block.norm1.weight,
                 pre + "post_attention_layernorm.weight": block.norm2.weight,
                 pre + "self_attn.q_proj.weight": q, pre + "self_attn.k_proj.weight": k,

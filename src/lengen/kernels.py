@@ -10,8 +10,6 @@ here computes the same forward values, with fewer passes over memory in the back
 - ``RotateQKV``: the fused q/k/v product split into heads, with queries and keys rotated; the
   gradient is written straight into one [B, T, 3 d_model] buffer instead of being assembled from
   three zero-padded pieces. Bit-identical as well.
-- ``SwiGLUFused``: ``silu(gate) * up`` from the fused [gate; up] product, its gradient written into one
-  buffer instead of concatenated from the two halves' (autograd's ``chunk`` backward). Bit-identical.
 - ``RMSNormFunction``: forward values equal ``F.rms_norm``; the gradient is the closed form, so its
   last bits differ from autograd's (no shipped experiment uses RMSNorm).
 """
@@ -21,7 +19,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 
@@ -29,10 +26,12 @@ def rotate_halves(x: torch.Tensor, cos2: torch.Tensor, sin2: torch.Tensor, out: 
     """``[x1, x2] -> [x1 cos - x2 sin, x2 cos + x1 sin]`` given ``cos2 = [cos, cos]``, ``sin2 = [-sin, sin]``.
 
     Each element is two products and one sum, exactly as ``x * cos2 + [x2, x1] * sin2`` (a + (-b) ==
-    a - b in IEEE arithmetic). ``out`` (any strides) receives the result; default a new tensor.
+    a - b in IEEE arithmetic). ``out`` (any strides) receives the result; default a new contiguous tensor.
     """
     half = x.shape[-1] // 2
-    out = torch.mul(x, cos2) if out is None else torch.mul(x, cos2, out=out)
+    if out is None:  # contiguous: torch.mul alone would keep the strides of a view of the q/k/v product
+        out = torch.empty(torch.broadcast_shapes(x.shape, cos2.shape), dtype=x.dtype, device=x.device)
+    torch.mul(x, cos2, out=out)
     out[..., :half] += x[..., half:] * sin2[..., :half]
     out[..., half:] += x[..., :half] * sin2[..., half:]
     return out
@@ -48,6 +47,16 @@ def unrotate_halves(grad: torch.Tensor, cos2: torch.Tensor, sin2: torch.Tensor,
     out[..., :half] += grad[..., half:] * sin2[..., half:]
     out[..., half:] += grad[..., :half] * sin2[..., :half]
     return out
+
+
+def rotate(x: torch.Tensor, cos2: torch.Tensor, sin2: torch.Tensor) -> torch.Tensor:
+    """``rotate_halves`` with a gradient: by ``RotateHalves`` when eager; under ``torch.compile`` (which
+    fuses the elementwise work itself, and cannot trace the ``out=`` writes) by the plain formula, the
+    same products and sums."""
+    if torch.compiler.is_compiling():
+        half = x.shape[-1] // 2
+        return x.contiguous() * cos2 + torch.cat([x[..., half:], x[..., :half]], dim=-1) * sin2
+    return RotateHalves.apply(x, cos2, sin2)
 
 
 class RotateHalves(torch.autograd.Function):
@@ -100,28 +109,6 @@ class RotateQKV(torch.autograd.Function):
         return grad.view(b, t, 3 * h * d), None, None, None
 
 
-class SwiGLUFused(torch.autograd.Function):
-    """[..., 2 w] fused [gate; up] product -> ``silu(gate) * up`` [..., w], with autograd's own products
-    in the backward (``silu_backward`` of ``grad * up``, and ``grad * silu(gate)``)."""
-
-    @staticmethod
-    def forward(ctx: Any, h: torch.Tensor) -> torch.Tensor:
-        gate, up = h.chunk(2, dim=-1)
-        act = F.silu(gate)
-        ctx.save_for_backward(gate, up, act)
-        return act * up
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        gate, up, act = ctx.saved_tensors
-        out = grad.new_empty(*grad.shape[:-1], 2 * grad.shape[-1])
-        width = grad.shape[-1]
-        torch.ops.aten.silu_backward.grad_input(grad * up, gate, grad_input=out[..., :width])
-        torch.mul(grad, act, out=out[..., width:])
-        return out
-
-
 class RMSNormFunction(torch.autograd.Function):
     """RMSNorm over the last dimension: forward values equal ``F.rms_norm`` (computed in float32, like
     it); the backward is the closed form ``rstd * (g w - xhat * mean(g w * xhat))``."""
@@ -132,7 +119,7 @@ class RMSNormFunction(torch.autograd.Function):
         rstd = torch.rsqrt(xf.pow(2).mean(-1, keepdim=True).add_(eps))
         xhat = xf * rstd
         ctx.save_for_backward(xhat, rstd, weight)
-        return xhat.type_as(x) * weight
+        return (xhat.type_as(x) * weight).to(x.dtype)  # in the input's dtype, as F.rms_norm
 
     @staticmethod
     @once_differentiable

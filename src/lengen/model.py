@@ -20,7 +20,7 @@ from torch import nn
 from lengen.attention import Attention, KVCache, capture_attention
 from lengen.errors import ConfigError
 from lengen.heads import HEADS, OutputHead, Prompt, TokenHead
-from lengen.kernels import RMSNormFunction, SwiGLUFused
+from lengen.kernels import RMSNormFunction
 from lengen.model_config import ModelConfig
 from lengen.positions import Dims, PositionScheme, make_scheme
 
@@ -44,20 +44,20 @@ def make_norm(cfg: ModelConfig) -> nn.Module:
 class MLP(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        self.swiglu, self.fused = cfg.mlp == "swiglu", cfg.fused_projections
+        self.swiglu = cfg.mlp == "swiglu"
         width = cfg.ff_width
-        if self.swiglu and not self.fused:  # gate then up: the initial values of the fused [gate; up] matrix
+        # SwiGLU's gate and up are always two products: one fused [2 w, d] product is slower on the CPU
+        # (benchmarks/train_throughput.py, docs/model_internals.md). Gate then up: the initial values of
+        # the fused [gate; up] matrix that older checkpoints hold (upgrade_state_dict splits it).
+        if self.swiglu:
             self.gate = nn.Linear(cfg.d_model, width, bias=False)
-        self.up = nn.Linear(cfg.d_model, 2 * width if self.swiglu and self.fused else width, bias=False)
+        self.up = nn.Linear(cfg.d_model, width, bias=False)
         self.down = nn.Linear(width, cfg.d_model, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.swiglu and not self.fused:
+        if self.swiglu:
             return self.down(F.silu(self.gate(x)) * self.up(x))
-        h = self.up(x)
-        if self.swiglu:  # silu(gate) * up, with a backward that writes one gradient buffer (lengen.kernels)
-            return self.down(SwiGLUFused.apply(h))
-        return self.down(F.gelu(h))
+        return self.down(F.gelu(self.up(x)))
 
 
 class Block(nn.Module):
@@ -162,20 +162,20 @@ class Transformer(nn.Module):
 
     def upgrade_state_dict(self, weights: dict[str, torch.Tensor], prefix: str = "") -> dict[str, torch.Tensor]:
         """Convert, in place, weights saved in an older layout: output heads before they were modules,
-        fused q/k/v and gate/up products into a model with separate ones."""
+        a fused SwiGLU [gate; up] product (always two products since), fused q/k/v products into a
+        model with separate ones."""
         for name, head in self.heads().items():
             for old, new in head.legacy_keys().items():
                 if prefix + old in weights:
                     weights[f"{prefix}extra_heads.{name}.{new}"] = weights.pop(prefix + old)
-        if not self.cfg.fused_projections:
-            for i in range(self.cfg.n_layers):
-                block = f"{prefix}blocks.{i}."
-                if block + "attn.qkv.weight" in weights:
-                    parts = weights.pop(block + "attn.qkv.weight").chunk(3)
-                    weights |= {f"{block}attn.{p}.weight": w for p, w in zip("qkv", parts, strict=True)}
-                up = weights.get(block + "mlp.up.weight")
-                if self.cfg.mlp == "swiglu" and up is not None and up.shape[0] == 2 * self.cfg.ff_width:
-                    weights[block + "mlp.gate.weight"], weights[block + "mlp.up.weight"] = up.chunk(2)
+        for i in range(self.cfg.n_layers):
+            block = f"{prefix}blocks.{i}."
+            if not self.cfg.fused_projections and block + "attn.qkv.weight" in weights:
+                parts = weights.pop(block + "attn.qkv.weight").chunk(3)
+                weights |= {f"{block}attn.{p}.weight": w for p, w in zip("qkv", parts, strict=True)}
+            up = weights.get(block + "mlp.up.weight")
+            if self.cfg.mlp == "swiglu" and up is not None and up.shape[0] == 2 * self.cfg.ff_width:
+                weights[block + "mlp.gate.weight"], weights[block + "mlp.up.weight"] = up.chunk(2)
         return weights
 
     def _upgrade_keys(self, state_dict: dict[str, torch.Tensor], prefix: str, *args: Any) -> None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from lengen.kernels import RotateHalves
+from lengen.kernels import rotate as rotate_halves_with_grad
 from lengen.positions.base import Dims, PositionScheme, register_scheme
 from lengen.registry import param
 
@@ -51,6 +51,6 @@ class RoPE(PositionScheme):
         cos2, sin2 = self._tables(ids, x.dtype)
         half = self.inv_freq.shape[0]
         if x.shape[-1] == 2 * half:
-            return RotateHalves.apply(x, cos2, sin2)
+            return rotate_halves_with_grad(x, cos2, sin2)
         # odd head_dim: the last channel is left unrotated
-        return torch.cat([RotateHalves.apply(x[..., : 2 * half], cos2, sin2), x[..., 2 * half :]], dim=-1)
+        return torch.cat([rotate_halves_with_grad(x[..., : 2 * half], cos2, sin2), x[..., 2 * half :]], dim=-1)
