@@ -1,5 +1,6 @@
 """Sweeps: parallel cells, resume after kill -9 with exactly the uninterrupted rows, Ray equals local."""
 
+import json
 import os
 import signal
 import subprocess
@@ -72,6 +73,7 @@ def test_lengen_run_writes_results_summary_and_report_and_skips_finished_cells(t
     assert len(rows) == 2 * 2 and {r["seed"] for r in rows} == {0, 1}
     for name in ("summary.csv", "report.html", "accuracy_vs_length.png", "environment.json"):
         assert (out / name).is_file(), name
+    assert json.loads((out / "environment.json").read_text())["cell_threads"] == 1  # two cells: one thread each
     # every finished cell is skipped on a rerun: nothing is retrained, the rows are the same
     before = {p: p.stat().st_mtime_ns for p in out.glob("cells/*/checkpoint/state.json")}
     cfg = parse_experiment(yaml.safe_load(path.read_text()))

