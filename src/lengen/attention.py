@@ -129,11 +129,12 @@ class Attention(nn.Module):
         if self.fused:
             # split and rotate in one autograd step: one gradient buffer, no zero padding (eager only:
             # torch.compile fuses the plain ops below itself, and cannot trace the kernel's out= writes)
-            tables = None if torch.compiler.is_compiling() else scheme.rotation(ids, x.dtype)
+            flat = self.qkv(x)  # in autocast's dtype (bf16 on CUDA), which the tables must match
+            tables = None if torch.compiler.is_compiling() else scheme.rotation(ids, flat.dtype)
             if tables is not None:
-                q, k, v = RotateQKV.apply(self.qkv(x), *tables, self.n_heads)
+                q, k, v = RotateQKV.apply(flat, *tables, self.n_heads)
                 return q, k, v
-            qkv = self.qkv(x).view(b, t, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+            qkv = flat.view(b, t, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
             q, k = scheme.rotate(qkv[:2], ids).unbind(0)  # queries and keys in one pass: half the ops
             return q, k, qkv[2]
         q, k, v = (proj(x).view(b, t, self.n_heads, d // self.n_heads).transpose(1, 2) for proj in (self.q, self.k, self.v))
