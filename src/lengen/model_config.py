@@ -31,10 +31,11 @@ class ModelConfig:
     position_args: dict[str, Any] = field(default_factory=dict)
     dropout: float = 0.0
     tie_embeddings: bool = False
-    # one [q; k; v] and one [gate; up] product per layer, as every documented figure was trained. False:
-    # separate products, whose backward is faster on the CPU (benchmarks/train_throughput.py). The
-    # initial values are the same either way; trained numbers differ in the last bits (a sum of three
-    # input gradients rounds differently from one product), so the default keeps the figures exact
+    # one [q; k; v] product per layer, as every documented figure was trained (SwiGLU's gate and up are
+    # always two products). False: three products; the initial values are the same either way, trained
+    # numbers differ in the last bits (a sum of three input gradients rounds differently from one
+    # product), so the default keeps the figures exact. Both are as fast as transformers' Llama on the
+    # CPU (benchmarks/train_throughput.py, docs/model_internals.md)
     fused_projections: bool = True
     # Predictive Position Coupling (lengen.heads.ppc, which validates these): a second head predicting
     # the position id of the next token
