@@ -298,13 +298,24 @@ def costs(models: dict[str, tuple[Any, dict[str, float]]], n: int, hf_params: in
     return out
 
 
+def validate_settings(s: CheckSettings) -> None:
+    """One line for each setting that cannot work, before anything is read or written."""
+    if s.context is not None and s.context < 8:
+        raise LengenError(f"--context must be at least 8, got {s.context}")
+    if s.max_tokens is not None and s.max_tokens < 1:
+        raise LengenError(f"--max-tokens must be at least 1, got {s.max_tokens}")
+    if s.seed < 0:
+        raise LengenError(f"--seed must be >= 0, got {s.seed}")
+    if s.data and s.synthetic:
+        raise LengenError(f"give DATA or --synthetic {s.synthetic}, not both (DATA is {s.data})")
+
+
 def run_check(s: CheckSettings, out: Path, progress: bool = True, plan: Plan | None = None) -> dict[str, Any]:
     """All steps; returns the summary (also written to OUT/summary.json with OUT/report.html). ``plan``
     overrides the sizes of --quick / the default (tests use tiny ones; it is part of the cache key)."""
     t0 = time.perf_counter()
     plan = plan or PLANS["quick" if s.quick else "default"]
-    if s.context is not None and s.context < 8:
-        raise LengenError(f"--context must be at least 8, got {s.context}")
+    validate_settings(s)
     # wall and CPU seconds of each stage in this run (a resumed stage costs ~0). CPU seconds too because
     # the machine is shared: under load, wall time says more about the neighbours than about the check
     stages: dict[str, float] = {}
