@@ -171,6 +171,50 @@ def test_experiment_names_cannot_escape_runs(tmp_path, capsys, monkeypatch, name
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("command", ["run", "sweep"])
+@pytest.mark.parametrize("setup, extra, message", [
+    ("empty", [], "the experiment file is empty (it needs at least a task: key)"),  # was: "got NoneType"
+    ("folder", [], "is a folder; give a YAML file"),  # was: "experiment file not found"
+    ("unreadable", [], "could not be read: Input/output error"),  # was: a traceback
+    ("tiny", ["--workers", "0"], "--workers must be at least 1, got 0"),  # was: silently one per core
+])
+def test_bad_experiment_files_and_workers_are_one_line(tmp_path, capsys, monkeypatch, command, setup, extra,
+                                                       message):
+    work = tmp_path / "work"  # what must stay untouched (the input itself may not be readable)
+    work.mkdir()
+    (work / "kept.txt").write_text("kept")
+    monkeypatch.chdir(work)
+    path = tmp_path / "e.yaml"
+    if setup == "empty":
+        path.write_text("")
+    elif setup == "folder":
+        path.mkdir()
+    elif setup == "unreadable":
+        if not Path("/proc/self/mem").exists():
+            pytest.skip("no /proc/self/mem (a regular file whose read fails) on this system")
+        path.symlink_to("/proc/self/mem")
+    else:
+        write_exp(path)
+    before = snapshot(work)
+    assert message in one_line_error(capsys, [command, str(path), "--out", str(work / "o"), *extra])
+    assert snapshot(work) == before and not (work / "o").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["check", "d.txt", "--context", "abc", "--out", "o"], "lengen check: argument --context: invalid int value"),
+    (["check", "d.txt"], "the following arguments are required: --out (see lengen check --help)"),
+    (["run", "--workers", "many"], "lengen run: argument --workers: invalid int value: 'many'"),
+    (["diagnose", "--model", "m", "--screen", "x"], "argument --screen: invalid choice: 'x'"),
+    (["frobnicate"], "argument COMMAND: invalid choice: 'frobnicate'"),
+])
+def test_argparse_errors_are_one_line_too(capsys, argv, message):
+    with pytest.raises(SystemExit) as ended:
+        main(argv)
+    err = capsys.readouterr().err
+    assert ended.value.code == 2 and err.count("\n") == 1 and err.startswith("lengen: error: "), err
+    assert message in err and "usage:" not in err
+
+
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.set_num_threads(1)

@@ -65,7 +65,14 @@ def execute(cfg: ExperimentConfig, out: Path, workers: int | None, quiet: bool, 
     return 0
 
 
+def check_workers(workers: int | None) -> None:
+    """--workers 0 would fall back to the default silently: refuse it like any count below 1."""
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
+
+
 def _run(args: argparse.Namespace) -> int:
+    check_workers(args.workers)
     path = Path(args.file) if args.file else default_experiment_path()
     if args.quick and not args.file:
         raise ConfigError("--quick needs an experiment file with a quick: section")

@@ -6,13 +6,14 @@ import argparse
 from pathlib import Path
 
 from lengen import sizes
-from lengen.cli.run import add_safety_flags, dry_run
+from lengen.cli.run import add_safety_flags, check_workers, dry_run
 from lengen.config_parse import load_experiment
 from lengen.report.results import format_table
 from lengen.sweep import BACKENDS, run_sweep
 
 
 def _run(args: argparse.Namespace) -> int:
+    check_workers(args.workers)
     cfg = load_experiment(args.file, quick=args.quick)
     if not args.no_size_check:
         sizes.check_sizes(cfg)
