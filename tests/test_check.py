@@ -92,6 +92,31 @@ def test_bad_input_is_one_clear_error(tmp_path: Path, name: str, content: bytes,
     assert len(err) == 1 and message in err[0], err
 
 
+def test_byte_order_mark_and_long_csv_fields_are_read(tmp_path: Path) -> None:
+    (tmp_path / "bom.csv").write_bytes(b'\xef\xbb\xbftext,b\n"hello there",1\n')  # was: no column 'text'
+    (tmp_path / "bom.jsonl").write_bytes(b'\xef\xbb\xbf{"text": "abc"}\n')  # was: not valid JSON
+    (tmp_path / "long.csv").write_text("text\n" + "word " * 40_000 + "\n")  # was: field larger than field limit
+    assert read_data(str(tmp_path / "bom.csv")).texts == ["hello there"]
+    assert read_data(str(tmp_path / "bom.jsonl")).texts == ["abc"]
+    assert read_data(str(tmp_path / "long.csv")).texts == ["word " * 40_000]
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"garbage{", "check.json cannot be read as JSON (JSONDecodeError); move it away or use another --out"),
+    (b"[1, 2]", "check.json is not the settings of a lengen check; use another --out"),
+])
+def test_a_damaged_check_folder_is_one_line_and_kept(tmp_path: Path, content: bytes, message: str,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "d.txt").write_text(TEXT * 40)
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "check.json").write_bytes(content)
+    assert main(["check", str(tmp_path / "d.txt"), "--context", "8", "--tokenizer", "bytes", "--out",
+                 str(tmp_path / "o"), "--no-progress"]) == 2  # was: a traceback
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert (tmp_path / "o" / "check.json").read_bytes() == content
+
+
 def test_data_that_is_not_a_regular_file_or_cannot_be_read(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     os.mkfifo(tmp_path / "pipe.txt")  # would hang a reader, or be taken for a folder
     assert main(["check", str(tmp_path / "pipe.txt"), "--out", str(tmp_path / "o"), "--no-progress"]) == 2

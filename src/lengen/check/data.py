@@ -63,6 +63,7 @@ def _decode(path: Path) -> str:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise LengenError(f"{path} is not UTF-8 text (invalid byte at offset {e.start})") from None
+    text = text.removeprefix("\ufeff")  # a byte-order mark (spreadsheet exports) is not part of the data
     if not text.strip():
         raise LengenError(f"{path} is empty")
     return text
@@ -101,6 +102,7 @@ def _jsonl(path: Path, text: str, field: str | None) -> tuple[list[str], list[li
 
 
 def _csv(path: Path, text: str, column: str | None) -> list[str]:
+    csv.field_size_limit(max(csv.field_size_limit(), len(text)))  # a document may exceed the 128 KiB default
     reader = csv.DictReader(io.StringIO(text))
     name = column or "text"
     try:

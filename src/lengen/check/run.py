@@ -89,7 +89,9 @@ class Folder:
         self.out = ensure_writable_dir(out)
         path = self.out / "check.json"
         if path.is_file():
-            saved = json.loads(path.read_text(encoding="utf-8"))
+            saved = self.load("check.json")
+            if not isinstance(saved, dict):
+                raise LengenError(f"{path} is not the settings of a lengen check; use another --out")
             if saved != identity:
                 diff = sorted(k for k in set(saved) | set(identity) if saved.get(k) != identity.get(k))
                 raise LengenError(f"{out} holds a check with other settings ({', '.join(diff)}); use another --out")
@@ -98,7 +100,13 @@ class Folder:
 
     def load(self, name: str) -> Any:
         path = self.out / name
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:  # ValueError: bad JSON or bad UTF-8; the file is left as it is
+            raise LengenError(f"{path} cannot be read as JSON ({type(e).__name__}); move it away or use another "
+                              "--out") from None
 
     def save(self, name: str, obj: Any) -> None:
         atomic_write_json(self.out / name, obj)
