@@ -131,6 +131,17 @@ def test_data_that_is_not_a_regular_file_or_cannot_be_read(tmp_path: Path, capsy
 
 
 @pytest.mark.parametrize("flags, message", [
+    (["--context", "100000000"], "asked for 200000 tokens (--max-tokens) at context 100000000"),  # was: 24 GiB
+    (["--max-tokens", "100000000000"], "a synthetic corpus is at most 10,000,000 tokens"),  # was: a hang
+])
+def test_synthetic_corpus_beyond_its_bound_is_one_line(tmp_path: Path, flags: list[str], message: str,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--synthetic", "far", "--out", str(tmp_path / "o"), "--no-progress", *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+
+
+@pytest.mark.parametrize("flags, message", [
     (["--threads", "0"], "--threads must be between 1 and 4096, got 0"),  # was: silently 1
     (["--threads", "-1"], "--threads must be between 1 and 4096, got -1"),  # was: a traceback
     (["--threads", "100000"], "--threads must be between 1 and 4096"),  # was: a segmentation fault
