@@ -171,6 +171,8 @@ def test_bad_scored_per_window(extra: list[str], message: str, tiny_llama: Path,
     (["--strict-k", "-1"], "--strict-k must be at least 0, got -1"),  # was: accepted
     (["--far-share", "5"], "--far-share must be a share between 0 and 1, got 5.0"),  # was: accepted
     (["--far-share", "nan"], "--far-share must be a share between 0 and 1, got nan"),
+    (["--budget", "1000000000000"], "--budget must be at most 1,000,000 scored tokens"),  # was: 7.3 TiB
+    (["--length", "100000000"], "--length x --budget must be at most 10,000,000 tokens (memory)"),  # was: 191 GiB
 ])
 def test_bad_number_flags_are_one_line_before_the_model_loads(extra: list[str], message: str, tmp_path: Path,
                                                               capsys: pytest.CaptureFixture[str]) -> None:

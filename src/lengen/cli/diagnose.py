@@ -82,6 +82,10 @@ def _notes(cfg: AblationConfig, queries: Queries, summary: dict[str, Any], state
     return notes
 
 
+MAX_BUDGET = 1_000_000  # scored tokens (each costs tens of forward passes: far beyond any run's time)
+MAX_QUERY_TOKENS = 10_000_000  # task samples x length, held in memory at once
+
+
 def _check_flags(args: argparse.Namespace) -> None:
     """One line for a number flag that cannot work, before the model is loaded or anything is written."""
     if not 0 <= args.threads <= MAX_THREADS:
@@ -95,6 +99,11 @@ def _check_flags(args: argparse.Namespace) -> None:
             raise LengenError(f"{flag} must be at least {low}, got {value}")
     if not 0.0 <= args.far_share <= 1.0:
         raise LengenError(f"--far-share must be a share between 0 and 1, got {args.far_share}")
+    if args.budget > MAX_BUDGET:
+        raise LengenError(f"--budget must be at most {MAX_BUDGET:,} scored tokens, got {args.budget}")
+    if args.length is not None and args.length * args.budget > MAX_QUERY_TOKENS:
+        raise LengenError(f"--length x --budget must be at most {MAX_QUERY_TOKENS:,} tokens (memory), got "
+                          f"{args.length} x {args.budget}")
 
 
 def _run(args: argparse.Namespace) -> int:
