@@ -136,6 +136,16 @@ def test_a_1kb_alias_bomb_fails_fast(tmp_path, capsys):
     assert f"more than {MAX_NODES:,} values" in err and len(err) < 300
 
 
+def test_a_key_written_twice_is_one_line_and_merge_overrides_still_work(tmp_path, capsys):
+    path = tmp_path / "e.yaml"
+    text = yaml.safe_dump(tiny_experiment())
+    path.write_text(text + "task: copy\n")  # was: silently the last one (copy)
+    err = one_line_error(capsys, ["run", str(path), "--dry-run"])
+    assert "key 'task' is written twice in one mapping (lines" in err and "; keep one" in err
+    assert load_yaml("base: &b {a: 1, b: 2}\nx:\n  <<: *b\n  a: 3\n") == {"base": {"a": 1, "b": 2},
+                                                                          "x": {"a": 3, "b": 2}}
+
+
 def test_aliases_within_the_bound_still_work():
     assert load_yaml("x: &x {k: 1}\ny: *x\n") == {"x": {"k": 1}, "y": {"k": 1}}
     with pytest.raises(ConfigError, match="refers to itself"):
