@@ -81,6 +81,7 @@ def test_compact_keeps_frequent_ids_and_the_end_token() -> None:
     ("d.jsonl", b'{"text": "x"\n', None, "not valid JSON"),
     ("d.csv", b"a,b\n1,2\n", None, "no column 'text'"),
     ("d.csv", b"a,b\n1,2\n", "c", "no column 'c'"),
+    ("d.txt", b"plain text", "body", "--field names a JSONL field or CSV column; "),  # was: silently ignored
 ])
 def test_bad_input_is_one_clear_error(tmp_path: Path, name: str, content: bytes, field: str | None, message: str,
                                       capsys: pytest.CaptureFixture[str]) -> None:

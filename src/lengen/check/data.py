@@ -130,6 +130,8 @@ def _files(path: Path) -> list[Path]:
 
 def read_data(source: str, field: str | None = None) -> Documents:
     """The documents of ``source`` (see the module docstring), with one clear error line for bad input."""
+    if source in NAMED_CORPORA and field:
+        raise LengenError(f"--field names a JSONL field or CSV column; {source} is plain text")
     if source in NAMED_CORPORA:
         named, content = read_documents(source)
         return Documents(texts=named, id_lists=[], digest=content, source=source)
@@ -141,7 +143,10 @@ def read_data(source: str, field: str | None = None) -> Documents:
     digest = hashlib.sha1()
     texts: list[str] = []
     ids: list[list[int]] = []
-    for file in _files(path):
+    files = _files(path)
+    if field and all(f.suffix == ".txt" for f in files):
+        raise LengenError(f"--field names a JSONL field or CSV column; {source} holds only .txt files")
+    for file in files:
         if file.suffix not in SUFFIXES:
             raise LengenError(f"{file}: unknown file kind {file.suffix!r}; give .txt, .jsonl or .csv")
         text = _decode(file)
