@@ -187,6 +187,7 @@ def test_experiment_names_cannot_escape_runs(tmp_path, capsys, monkeypatch, name
     ("folder", [], "is a folder; give a YAML file"),  # was: "experiment file not found"
     ("unreadable", [], "could not be read: Input/output error"),  # was: a traceback
     ("tiny", ["--workers", "0"], "--workers must be at least 1, got 0"),  # was: silently one per core
+    ("out is a file", ["--dry-run"], "is a file"),  # was: exit 0 (the run itself refuses it)
 ])
 def test_bad_experiment_files_and_workers_are_one_line(tmp_path, capsys, monkeypatch, command, setup, extra,
                                                        message):
@@ -205,9 +206,11 @@ def test_bad_experiment_files_and_workers_are_one_line(tmp_path, capsys, monkeyp
         path.symlink_to("/proc/self/mem")
     else:
         write_exp(path)
+    if setup == "out is a file":
+        (work / "o").write_text("a file")
     before = snapshot(work)
     assert message in one_line_error(capsys, [command, str(path), "--out", str(work / "o"), *extra])
-    assert snapshot(work) == before and not (work / "o").exists()
+    assert snapshot(work) == before and (setup == "out is a file" or not (work / "o").exists())
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -45,6 +45,7 @@ def execute(cfg: ExperimentConfig, out: Path, workers: int | None, quiet: bool, 
     if size_check:
         sizes.check_sizes(cfg)
     if dry:
+        refuse_file_as_out(out)
         return dry_run(cfg)
     n = len(cfg.cells())
     print(f"lengen: experiment {cfg.experiment!r}: {n} model{'s' if n > 1 else ''} -> {out}", flush=True)
@@ -63,6 +64,12 @@ def execute(cfg: ExperimentConfig, out: Path, workers: int | None, quiet: bool, 
         print(f"language analysis: {out / FOLDER}")
     print(f"report: {out / 'report.html'}")
     return 0
+
+
+def refuse_file_as_out(out: Path) -> None:
+    """What the run itself refuses when it creates the folder, said by --dry-run too (which writes nothing)."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output folder {out} is a file")
 
 
 def check_workers(workers: int | None) -> None:
