@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -69,10 +70,18 @@ def test_compact_keeps_frequent_ids_and_the_end_token() -> None:
     ("bad.txt", b"ok \xff\xfe", None, "is not UTF-8"),
     ("d.jsonl", b'{"body": "x"}\n', None, "no field 'text'"),
     ("d.jsonl", b'{"text": "x"}\n', "body", "no field 'body'"),
-    ("d.jsonl", b'{"text": [1, "a"]}\n', None, "neither text nor a list of token ids"),
+    ("d.jsonl", b'{"text": 5}\n', None, "neither text nor a list of token ids"),
+    ("d.jsonl", b'{"text": [1, "a"]}\n', None, "field 'text': token id \"a\" is not an int >= 0"),
+    ("d.jsonl", b'{"tokens": [1, -3]}\n', None, "token id -3 is not an int >= 0"),
+    ("d.jsonl", b'{"tokens": [1, 2.5]}\n', None, "token id 2.5 is not an int >= 0"),
+    ("d.jsonl", b'{"tokens": [1, [2, 3]]}\n', None, "token id [2, 3] is not an int >= 0"),
+    ("d.jsonl", b'{"tokens": [1, 100000000000]}\n', None, "token id 100000000000 is larger than 16777215"),
+    ("d.jsonl", b'{"tokens": [1, 1' + b"0" * 30 + b']}\n', None, "is larger than 16777215"),
+    ("d.csv", b'"text\nabc', None, "columns: 'text\\nabc'"),  # a quoted header name with a line break
     ("d.jsonl", b'{"text": "x"\n', None, "not valid JSON"),
     ("d.csv", b"a,b\n1,2\n", None, "no column 'text'"),
     ("d.csv", b"a,b\n1,2\n", "c", "no column 'c'"),
+    ("d.txt", b"plain text", "body", "--field names a JSONL field or CSV column; "),  # was: silently ignored
 ])
 def test_bad_input_is_one_clear_error(tmp_path: Path, name: str, content: bytes, field: str | None, message: str,
                                       capsys: pytest.CaptureFixture[str]) -> None:
@@ -82,6 +91,73 @@ def test_bad_input_is_one_clear_error(tmp_path: Path, name: str, content: bytes,
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
+
+
+def test_byte_order_mark_and_long_csv_fields_are_read(tmp_path: Path) -> None:
+    (tmp_path / "bom.csv").write_bytes(b'\xef\xbb\xbftext,b\n"hello there",1\n')  # was: no column 'text'
+    (tmp_path / "bom.jsonl").write_bytes(b'\xef\xbb\xbf{"text": "abc"}\n')  # was: not valid JSON
+    (tmp_path / "long.csv").write_text("text\n" + "word " * 40_000 + "\n")  # was: field larger than field limit
+    assert read_data(str(tmp_path / "bom.csv")).texts == ["hello there"]
+    assert read_data(str(tmp_path / "bom.jsonl")).texts == ["abc"]
+    assert read_data(str(tmp_path / "long.csv")).texts == ["word " * 40_000]
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"garbage{", "check.json cannot be read as JSON (JSONDecodeError); move it away or use another --out"),
+    (b"[1, 2]", "check.json is not the settings of a lengen check; use another --out"),
+])
+def test_a_damaged_check_folder_is_one_line_and_kept(tmp_path: Path, content: bytes, message: str,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "d.txt").write_text(TEXT * 40)
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "check.json").write_bytes(content)
+    assert main(["check", str(tmp_path / "d.txt"), "--context", "8", "--tokenizer", "bytes", "--out",
+                 str(tmp_path / "o"), "--no-progress"]) == 2  # was: a traceback
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert (tmp_path / "o" / "check.json").read_bytes() == content
+
+
+def test_data_that_is_not_a_regular_file_or_cannot_be_read(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    os.mkfifo(tmp_path / "pipe.txt")  # would hang a reader, or be taken for a folder
+    assert main(["check", str(tmp_path / "pipe.txt"), "--out", str(tmp_path / "o"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "neither a regular file nor a folder" in err[0], err
+    if not Path("/proc/self/mem").exists():
+        pytest.skip("no /proc/self/mem (a regular file whose read fails) on this system")
+    (tmp_path / "mem.txt").symlink_to("/proc/self/mem")
+    assert main(["check", str(tmp_path / "mem.txt"), "--out", str(tmp_path / "o"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "mem.txt could not be read: Input/output error" in err[0], err
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--context", "100000000"], "asked for 200000 tokens (--max-tokens) at context 100000000"),  # was: 24 GiB
+    (["--max-tokens", "100000000000"], "a synthetic corpus is at most 10,000,000 tokens"),  # was: a hang
+])
+def test_synthetic_corpus_beyond_its_bound_is_one_line(tmp_path: Path, flags: list[str], message: str,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--synthetic", "far", "--out", str(tmp_path / "o"), "--no-progress", *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--threads", "0"], "--threads must be between 1 and 4096, got 0"),  # was: silently 1
+    (["--threads", "-1"], "--threads must be between 1 and 4096, got -1"),  # was: a traceback
+    (["--threads", "100000"], "--threads must be between 1 and 4096"),  # was: a segmentation fault
+    (["--max-tokens", "0"], "--max-tokens must be at least 1, got 0"),  # was: silently all tokens
+    (["--max-tokens", "-1"], "--max-tokens must be at least 1, got -1"),
+    (["--seed", "-1"], "--seed must be >= 0, got -1"),
+    (["--synthetic", "far"], "give DATA or --synthetic far, not both"),  # was: DATA silently ignored
+])
+def test_bad_settings_are_one_line_before_anything_is_read(tmp_path: Path, flags: list[str], message: str,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "d.txt").write_text(TEXT)
+    assert main(["check", str(tmp_path / "d.txt"), "--out", str(tmp_path / "o"), "--no-progress", *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("lengen: error: ") and message in err, err
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize("files, message", [

@@ -158,6 +158,49 @@ def test_bad_scored_per_window(extra: list[str], message: str, tiny_llama: Path,
     assert len(err) == 1 and message in err[0]
 
 
+@pytest.mark.parametrize("extra, message", [
+    (["--threads", "-1"], "--threads must be between 0 (torch's default) and 4096, got -1"),  # was: a traceback
+    (["--budget", "0"], "--budget must be at least 1, got 0"),  # was: an IndexError traceback
+    (["--budget", "-1"], "--budget must be at least 1, got -1"),  # was: a ValueError traceback
+    (["--seed", "-1"], "--seed must be at least 0, got -1"),  # was: a ValueError traceback
+    (["--length", "0"], "--length must be at least 1, got 0"),  # was: silently the default length
+    (["--window", "0"], "--window must be at least 1, got 0"),
+    (["--max-tokens", "-1"], "--max-tokens must be at least 1, got -1"),
+    (["--far", "0"], "--far must be at least 1, got 0"),  # was: accepted
+    (["--baseline-pilot", "-1"], "--baseline-pilot must be at least 0, got -1"),  # was: accepted
+    (["--strict-k", "-1"], "--strict-k must be at least 0, got -1"),  # was: accepted
+    (["--far-share", "5"], "--far-share must be a share between 0 and 1, got 5.0"),  # was: accepted
+    (["--far-share", "nan"], "--far-share must be a share between 0 and 1, got nan"),
+    (["--budget", "1000000000000"], "--budget must be at most 1,000,000 scored tokens"),  # was: 7.3 TiB
+    (["--length", "100000000"], "--length x --budget must be at most 10,000,000 tokens (memory)"),  # was: 191 GiB
+])
+def test_bad_number_flags_are_one_line_before_the_model_loads(extra: list[str], message: str, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli("--model", str(tmp_path / "no-model"), *extra, "--out", str(tmp_path / "o")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("value", ["-1", "inf"])
+def test_bad_min_effect_is_one_line(value: str, tiny_llama: Path, corpus: Path, tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli("--model", str(tiny_llama), "--jsonl", str(corpus), "--window", "24", "--min-effect", value,
+                   "--out", str(tmp_path / "o")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "min_effect must be a finite number >= 0 (nats)" in err[0], err
+
+
+def test_unreadable_text_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    if not Path("/proc/self/mem").exists():
+        pytest.skip("no /proc/self/mem (a regular file whose read fails) on this system")
+    (tmp_path / "mem.txt").symlink_to("/proc/self/mem")
+    assert run_cli("--model", str(tmp_path / "m"), "--text", str(tmp_path / "mem.txt"),
+                   "--out", str(tmp_path / "o")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "mem.txt could not be read: Input/output error" in err[0], err  # was: a traceback
+
+
 @pytest.mark.parametrize("setup, message", [
     ("missing", "model path not found"),
     ("empty", "neither a lengen checkpoint nor a Hugging Face model folder"),

@@ -136,6 +136,16 @@ def test_a_1kb_alias_bomb_fails_fast(tmp_path, capsys):
     assert f"more than {MAX_NODES:,} values" in err and len(err) < 300
 
 
+def test_a_key_written_twice_is_one_line_and_merge_overrides_still_work(tmp_path, capsys):
+    path = tmp_path / "e.yaml"
+    text = yaml.safe_dump(tiny_experiment())
+    path.write_text(text + "task: copy\n")  # was: silently the last one (copy)
+    err = one_line_error(capsys, ["run", str(path), "--dry-run"])
+    assert "key 'task' is written twice in one mapping (lines" in err and "; keep one" in err
+    assert load_yaml("base: &b {a: 1, b: 2}\nx:\n  <<: *b\n  a: 3\n") == {"base": {"a": 1, "b": 2},
+                                                                          "x": {"a": 3, "b": 2}}
+
+
 def test_aliases_within_the_bound_still_work():
     assert load_yaml("x: &x {k: 1}\ny: *x\n") == {"x": {"k": 1}, "y": {"k": 1}}
     with pytest.raises(ConfigError, match="refers to itself"):
@@ -169,6 +179,53 @@ def test_experiment_names_cannot_escape_runs(tmp_path, capsys, monkeypatch, name
     assert why in err
     assert snapshot(tmp_path) == {**before, "e.yaml": path.read_bytes()}
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("command", ["run", "sweep"])
+@pytest.mark.parametrize("setup, extra, message", [
+    ("empty", [], "the experiment file is empty (it needs at least a task: key)"),  # was: "got NoneType"
+    ("folder", [], "is a folder; give a YAML file"),  # was: "experiment file not found"
+    ("unreadable", [], "could not be read: Input/output error"),  # was: a traceback
+    ("tiny", ["--workers", "0"], "--workers must be at least 1, got 0"),  # was: silently one per core
+    ("out is a file", ["--dry-run"], "is a file"),  # was: exit 0 (the run itself refuses it)
+])
+def test_bad_experiment_files_and_workers_are_one_line(tmp_path, capsys, monkeypatch, command, setup, extra,
+                                                       message):
+    work = tmp_path / "work"  # what must stay untouched (the input itself may not be readable)
+    work.mkdir()
+    (work / "kept.txt").write_text("kept")
+    monkeypatch.chdir(work)
+    path = tmp_path / "e.yaml"
+    if setup == "empty":
+        path.write_text("")
+    elif setup == "folder":
+        path.mkdir()
+    elif setup == "unreadable":
+        if not Path("/proc/self/mem").exists():
+            pytest.skip("no /proc/self/mem (a regular file whose read fails) on this system")
+        path.symlink_to("/proc/self/mem")
+    else:
+        write_exp(path)
+    if setup == "out is a file":
+        (work / "o").write_text("a file")
+    before = snapshot(work)
+    assert message in one_line_error(capsys, [command, str(path), "--out", str(work / "o"), *extra])
+    assert snapshot(work) == before and (setup == "out is a file" or not (work / "o").exists())
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["check", "d.txt", "--context", "abc", "--out", "o"], "lengen check: argument --context: invalid int value"),
+    (["check", "d.txt"], "the following arguments are required: --out (see lengen check --help)"),
+    (["run", "--workers", "many"], "lengen run: argument --workers: invalid int value: 'many'"),
+    (["diagnose", "--model", "m", "--screen", "x"], "argument --screen: invalid choice: 'x'"),
+    (["frobnicate"], "argument COMMAND: invalid choice: 'frobnicate'"),
+])
+def test_argparse_errors_are_one_line_too(capsys, argv, message):
+    with pytest.raises(SystemExit) as ended:
+        main(argv)
+    err = capsys.readouterr().err
+    assert ended.value.code == 2 and err.count("\n") == 1 and err.startswith("lengen: error: "), err
+    assert message in err and "usage:" not in err
 
 
 @pytest.fixture(scope="module")

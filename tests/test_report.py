@@ -124,3 +124,16 @@ def test_report_opens_in_headless_chromium_with_every_figure_loaded(tmp_path):
     broken.write_text(page.replace("data:image/png;base64,", "data:image/png;base64,AAAA", 1))
     dom = _open(broken.resolve().as_uri(), tmp_path, "--virtual-time-budget=5000", "--dump-dom").stdout
     assert 'data-figures="3/4"' in dom
+
+
+@pytest.mark.parametrize("command", ["report", "zoo-report"])
+@pytest.mark.parametrize("content, message", [
+    (b"task,\xff\n\"unterminated", "results.csv: not a readable CSV file (UnicodeDecodeError)"),  # was: a traceback
+    (b"a,b\n1,2\n", "not a lengen results.csv (no column task, scheme, seed, eval_len, accuracy)"),  # was: KeyError
+])
+def test_a_results_csv_lengen_did_not_write_is_one_line(tmp_path, capsys, command, content, message):
+    (tmp_path / "results.csv").write_bytes(content)
+    assert main([command, str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lengen: error: ") and err.count("\n") == 1 and message in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.csv"]

@@ -53,6 +53,18 @@ def test_cli_structure_rejects_tasks_without_ground_truth(capsys):
     assert "no ground-truth dependency sets" in err and err.count("\n") == 1
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--length", "-1"], "--length and --samples must be at least 1, got -1 and 256"),  # was: a table at L=-1
+    (["--samples", "0"], "--length and --samples must be at least 1, got 16 and 0"),
+    (["--length", "100000000000"], "--length x --samples must be at most 10,000,000 (memory)"),  # was: 11.6 TiB
+    (["--seed", "-1"], "--seed must be >= 0, got -1"),
+])
+def test_cli_structure_rejects_bad_numbers_in_one_line(capsys, flags, message):
+    assert main(["tasks", "--structure", "--task", "sparse_parity", *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lengen: error: ") and message in err and err.count("\n") == 1, err
+
+
 @pytest.mark.parametrize("length", [8, 16, 24])
 def test_growth_verdict_is_stable_across_lengths(length):
     # per-batch layout draws (addition's shorter operand) and discrete p90s must not flip the verdict

@@ -130,6 +130,13 @@ def test_unreachable_ray_address_fails_fast_and_keeps_earlier_results(tmp_path, 
         check_reachable("nonsense")
 
 
+def test_gpus_per_cell_outside_ray_is_one_line(tmp_path, capsys):
+    err = one_error_line(capsys, ["sweep", str(sweep_file(tmp_path)), "--out", str(tmp_path / "o"),
+                                  "--gpus-per-cell", "1"])  # was: silently ignored by the local backend
+    assert "--gpus-per-cell is only used with --backend ray, got 1.0" in err
+    assert not (tmp_path / "o").exists()
+
+
 def test_unwritable_output_folder_is_one_line(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")

@@ -28,6 +28,8 @@ NOT_SETTABLE = ("position", "position_args", "vocab_size")  # filled in from the
 
 def parse_experiment(raw: Any, source: str = "experiment") -> ExperimentConfig:
     """Validate a parsed experiment mapping; every problem is one ConfigError line."""
+    if raw is None:
+        raise ConfigError(f"{source}: the experiment file is empty (it needs at least a task: key)")
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: an experiment file must be a mapping of keys, got {type(raw).__name__}")
     check_keys(raw, sorted(TOP_KEYS), source)
@@ -127,10 +129,14 @@ def _parse_tasks(raw: Any, source: str) -> list[TaskSpec]:
 def load_experiment(path: str | Path, quick: bool = False) -> ExperimentConfig:
     """Read and validate an experiment file; ``quick`` applies its ``quick:`` overrides."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"experiment file {path} is a folder; give a YAML file")
     if not path.is_file():
         raise ConfigError(f"experiment file not found: {path}")
     try:
         raw = load_yaml(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError(f"{path} could not be read: {e.strerror or type(e).__name__}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

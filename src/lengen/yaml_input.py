@@ -22,7 +22,30 @@ class _BoundedLoader(yaml.SafeLoader):
         node: yaml.Node | None = super().compose_document()
         if node is not None:
             expanded_size(node, MAX_NODES)
+            refuse_duplicate_keys(node)
         return node
+
+
+def refuse_duplicate_keys(root: yaml.Node) -> None:
+    """A key written twice in one mapping is refused (PyYAML keeps the last silently). Checked on the
+    composed nodes, before ``<<`` merges are applied: a key that overrides a merged one is not a repeat."""
+    seen_nodes: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen_nodes:
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            lines: dict[str, int] = {}
+            for key, _ in node.value:
+                if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+                    continue
+                if key.value in lines:
+                    raise ConfigError(f"key {key.value!r} is written twice in one mapping (lines {lines[key.value]} "
+                                      f"and {key.start_mark.line + 1}); keep one")
+                lines[key.value] = key.start_mark.line + 1
+        stack.extend(_children(node))
 
 
 def expanded_size(root: yaml.Node, limit: int) -> int:

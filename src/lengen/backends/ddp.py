@@ -41,6 +41,8 @@ class DDPBackend:
         if workers is not None or address is not None:
             raise LengenError("the ddp backend runs one process per torchrun rank: set their number with "
                               "torchrun --nproc-per-node, not --workers or --address")
+        if gpus_per_cell:
+            raise LengenError(f"--gpus-per-cell is only used with --backend ray, got {gpus_per_cell}")
         return cls()
 
     def leads(self, cfg: ExperimentConfig) -> bool:

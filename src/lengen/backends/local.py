@@ -57,6 +57,8 @@ class LocalBackend:
     def from_options(cls, workers: int | None, address: str | None, gpus_per_cell: float) -> LocalBackend:
         if address is not None:
             raise LengenError("--address is only used with --backend ray")
+        if gpus_per_cell:
+            raise LengenError(f"--gpus-per-cell is only used with --backend ray, got {gpus_per_cell}")
         return cls(workers)
 
     def leads(self, cfg: ExperimentConfig) -> bool:

@@ -28,6 +28,7 @@ from lengen.text.tokenizers import gpt2_tokenizer
 
 SUFFIXES = (".txt", ".jsonl", ".ndjson", ".csv")
 TOKENIZERS = ("gpt2", "bytes")
+MAX_ID = 2**24 - 1  # largest token id accepted without --model (the vocabulary is the largest id + 2)
 
 
 @dataclass
@@ -54,11 +55,15 @@ class TokenStreams:
 
 
 def _decode(path: Path) -> str:
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise LengenError(f"{path} could not be read: {e.strerror or type(e).__name__}") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise LengenError(f"{path} is not UTF-8 text (invalid byte at offset {e.start})") from None
+    text = text.removeprefix("\ufeff")  # a byte-order mark (spreadsheet exports) is not part of the data
     if not text.strip():
         raise LengenError(f"{path} is empty")
     return text
@@ -82,8 +87,10 @@ def _jsonl(path: Path, text: str, field: str | None) -> tuple[list[str], list[li
         value = obj[key]
         if isinstance(value, str):
             texts.append(value)
-        elif isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
-                                             for v in value):
+        elif isinstance(value, list):
+            bad = [v for v in value if not isinstance(v, int) or isinstance(v, bool) or v < 0]
+            if bad:
+                raise LengenError(f"{path}:{number}: field {key!r}: token id {json.dumps(bad[0])} is not an int >= 0")
             ids.append(value)
         else:
             raise LengenError(f"{path}:{number}: field {key!r} is neither text nor a list of token ids (ints >= 0)")
@@ -95,12 +102,17 @@ def _jsonl(path: Path, text: str, field: str | None) -> tuple[list[str], list[li
 
 
 def _csv(path: Path, text: str, column: str | None) -> list[str]:
+    csv.field_size_limit(max(csv.field_size_limit(), len(text)))  # a document may exceed the 128 KiB default
     reader = csv.DictReader(io.StringIO(text))
     name = column or "text"
-    if reader.fieldnames is None or name not in reader.fieldnames:
-        have = ", ".join(reader.fieldnames or [])
-        raise LengenError(f"{path}: no column {name!r} (columns: {have}; name one with --field)")
-    docs = [row[name] for row in reader if row.get(name)]
+    try:
+        fields = reader.fieldnames
+        if fields is None or name not in fields:
+            have = ", ".join(repr(f) for f in fields or [])  # repr: a quoted name may hold a line break
+            raise LengenError(f"{path}: no column {name!r} (columns: {have or 'none'}; name one with --field)")
+        docs = [row[name] for row in reader if row.get(name)]
+    except csv.Error as e:
+        raise LengenError(f"{path}:{reader.line_num}: not valid CSV ({e})") from None
     if not docs:
         raise LengenError(f"{path}: column {name!r} is empty")
     return docs
@@ -118,16 +130,23 @@ def _files(path: Path) -> list[Path]:
 
 def read_data(source: str, field: str | None = None) -> Documents:
     """The documents of ``source`` (see the module docstring), with one clear error line for bad input."""
+    if source in NAMED_CORPORA and field:
+        raise LengenError(f"--field names a JSONL field or CSV column; {source} is plain text")
     if source in NAMED_CORPORA:
         named, content = read_documents(source)
         return Documents(texts=named, id_lists=[], digest=content, source=source)
     path = Path(source).expanduser()
     if not path.exists():
         raise LengenError(f"data not found: {source} (give kjv, shakespeare, a .txt/.jsonl/.csv file or a folder)")
+    if not path.is_file() and not path.is_dir():
+        raise LengenError(f"data {source} is neither a regular file nor a folder (a device, pipe or socket)")
     digest = hashlib.sha1()
     texts: list[str] = []
     ids: list[list[int]] = []
-    for file in _files(path):
+    files = _files(path)
+    if field and all(f.suffix == ".txt" for f in files):
+        raise LengenError(f"--field names a JSONL field or CSV column; {source} holds only .txt files")
+    for file in files:
         if file.suffix not in SUFFIXES:
             raise LengenError(f"{file}: unknown file kind {file.suffix!r}; give .txt, .jsonl or .csv")
         text = _decode(file)
@@ -185,6 +204,9 @@ def tokenize(docs: Documents, encode: Callable[[str], list[int]] | None, eot: in
         top = max(max(d) for d in docs.id_lists)
         if vocab_size and top >= vocab_size:
             raise LengenError(f"{docs.source}: token id {top} is outside the model's vocabulary of {vocab_size}")
+        if not vocab_size and top > MAX_ID:
+            raise LengenError(f"{docs.source}: token id {top} is larger than {MAX_ID}, the largest id accepted "
+                              "without --model (renumber the ids from 0)")
         if not vocab_size:
             vocab_size, eot = top + 2, top + 1
         train, val = _split_ids(docs.id_lists, validation_fraction)

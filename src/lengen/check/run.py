@@ -89,7 +89,9 @@ class Folder:
         self.out = ensure_writable_dir(out)
         path = self.out / "check.json"
         if path.is_file():
-            saved = json.loads(path.read_text(encoding="utf-8"))
+            saved = self.load("check.json")
+            if not isinstance(saved, dict):
+                raise LengenError(f"{path} is not the settings of a lengen check; use another --out")
             if saved != identity:
                 diff = sorted(k for k in set(saved) | set(identity) if saved.get(k) != identity.get(k))
                 raise LengenError(f"{out} holds a check with other settings ({', '.join(diff)}); use another --out")
@@ -98,7 +100,13 @@ class Folder:
 
     def load(self, name: str) -> Any:
         path = self.out / name
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:  # ValueError: bad JSON or bad UTF-8; the file is left as it is
+            raise LengenError(f"{path} cannot be read as JSON ({type(e).__name__}); move it away or use another "
+                              "--out") from None
 
     def save(self, name: str, obj: Any) -> None:
         atomic_write_json(self.out / name, obj)
@@ -298,13 +306,24 @@ def costs(models: dict[str, tuple[Any, dict[str, float]]], n: int, hf_params: in
     return out
 
 
+def validate_settings(s: CheckSettings) -> None:
+    """One line for each setting that cannot work, before anything is read or written."""
+    if s.context is not None and s.context < 8:
+        raise LengenError(f"--context must be at least 8, got {s.context}")
+    if s.max_tokens is not None and s.max_tokens < 1:
+        raise LengenError(f"--max-tokens must be at least 1, got {s.max_tokens}")
+    if s.seed < 0:
+        raise LengenError(f"--seed must be >= 0, got {s.seed}")
+    if s.data and s.synthetic:
+        raise LengenError(f"give DATA or --synthetic {s.synthetic}, not both (DATA is {s.data})")
+
+
 def run_check(s: CheckSettings, out: Path, progress: bool = True, plan: Plan | None = None) -> dict[str, Any]:
     """All steps; returns the summary (also written to OUT/summary.json with OUT/report.html). ``plan``
     overrides the sizes of --quick / the default (tests use tiny ones; it is part of the cache key)."""
     t0 = time.perf_counter()
     plan = plan or PLANS["quick" if s.quick else "default"]
-    if s.context is not None and s.context < 8:
-        raise LengenError(f"--context must be at least 8, got {s.context}")
+    validate_settings(s)
     # wall and CPU seconds of each stage in this run (a resumed stage costs ~0). CPU seconds too because
     # the machine is shared: under load, wall time says more about the neighbours than about the check
     stages: dict[str, float] = {}

@@ -31,6 +31,7 @@ from lengen.errors import LengenError
 KINDS = ("local", "far", "dense")
 RIGHT_VERDICT = {"local": ("go", "go with change"), "far": ("no-go",), "dense": ("no-go",)}
 DENSE_WIDTH = 5  # far bits each dense prediction takes the majority of, N/8 apart
+MAX_TOKENS = 10_000_000  # a corpus is generated token by token in Python (about a second per million)
 
 
 def _stream(kind: str, n: int, distance: int, rng: np.random.Generator, p: float) -> list[int]:
@@ -58,6 +59,9 @@ def synthetic_documents(kind: str, context: int, tokens: int = 200_000, seed: in
     if context < 2:
         raise LengenError(f"synthetic corpora need a context of at least 2, got {context}")
     size = document or 32 * context
+    if max(tokens, 2 * size) > MAX_TOKENS:
+        raise LengenError(f"a synthetic corpus is at most {MAX_TOKENS:,} tokens and at least 64 x the context; "
+                          f"asked for {tokens} tokens (--max-tokens) at context {context} (--context)")
     rng = np.random.default_rng([seed, KINDS.index(kind)])
     docs = [_stream(kind, size, 2 * context, rng, p) for _ in range(max(2, tokens // size))]
     digest = hashlib.sha1(f"synthetic {kind} {context} {tokens} {seed} {p} {size}".encode()).hexdigest()

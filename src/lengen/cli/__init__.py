@@ -11,14 +11,23 @@ import importlib
 import signal
 import sys
 import threading
+from typing import NoReturn
 
 from lengen.errors import LengenError
 
 COMMANDS = ["run", "sweep", "train", "tasks", "schemes", "report", "zoo_report", "diagnose", "check"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """A bad flag is one ``lengen: error:`` line (exit 2) naming the flag, not argparse's usage block.
+    Subcommand parsers are of this class too (``add_subparsers`` uses the parent's class)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"lengen: error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="lengen",
         description="Will a transformer work on inputs longer than it was trained on, and why?",
     )

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 import yaml
 
+from lengen.config import MAX_THREADS
 from lengen.diagnose.ablation import AblationConfig, truncation_grid
 from lengen.diagnose.report import Thresholds, verdict, write_report
 from lengen.diagnose.run import RunSettings, run_diagnosis, summarize
@@ -81,7 +82,32 @@ def _notes(cfg: AblationConfig, queries: Queries, summary: dict[str, Any], state
     return notes
 
 
+MAX_BUDGET = 1_000_000  # scored tokens (each costs tens of forward passes: far beyond any run's time)
+MAX_QUERY_TOKENS = 10_000_000  # task samples x length, held in memory at once
+
+
+def _check_flags(args: argparse.Namespace) -> None:
+    """One line for a number flag that cannot work, before the model is loaded or anything is written."""
+    if not 0 <= args.threads <= MAX_THREADS:
+        raise LengenError(f"--threads must be between 0 (torch's default) and {MAX_THREADS}, got {args.threads}")
+    at_least = {"--budget": (args.budget, 1), "--window": (args.window, 1), "--length": (args.length, 1),
+                "--max-tokens": (args.max_tokens, 1), "--seed": (args.seed, 0), "--far": (args.far, 1),
+                "--baseline-pilot": (args.baseline_pilot, 0), "--strict-k": (args.strict_k, 0),
+                "--sparse-k": (args.sparse_k, 0)}
+    for flag, (value, low) in at_least.items():
+        if value is not None and value < low:
+            raise LengenError(f"{flag} must be at least {low}, got {value}")
+    if not 0.0 <= args.far_share <= 1.0:
+        raise LengenError(f"--far-share must be a share between 0 and 1, got {args.far_share}")
+    if args.budget > MAX_BUDGET:
+        raise LengenError(f"--budget must be at most {MAX_BUDGET:,} scored tokens, got {args.budget}")
+    if args.length is not None and args.length * args.budget > MAX_QUERY_TOKENS:
+        raise LengenError(f"--length x --budget must be at most {MAX_QUERY_TOKENS:,} tokens (memory), got "
+                          f"{args.length} x {args.budget}")
+
+
 def _run(args: argparse.Namespace) -> int:
+    _check_flags(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     sources = [x for x in (args.text, args.jsonl) if x]

@@ -45,6 +45,7 @@ def execute(cfg: ExperimentConfig, out: Path, workers: int | None, quiet: bool, 
     if size_check:
         sizes.check_sizes(cfg)
     if dry:
+        refuse_file_as_out(out)
         return dry_run(cfg)
     n = len(cfg.cells())
     print(f"lengen: experiment {cfg.experiment!r}: {n} model{'s' if n > 1 else ''} -> {out}", flush=True)
@@ -65,7 +66,20 @@ def execute(cfg: ExperimentConfig, out: Path, workers: int | None, quiet: bool, 
     return 0
 
 
+def refuse_file_as_out(out: Path) -> None:
+    """What the run itself refuses when it creates the folder, said by --dry-run too (which writes nothing)."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output folder {out} is a file")
+
+
+def check_workers(workers: int | None) -> None:
+    """--workers 0 would fall back to the default silently: refuse it like any count below 1."""
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
+
+
 def _run(args: argparse.Namespace) -> int:
+    check_workers(args.workers)
     path = Path(args.file) if args.file else default_experiment_path()
     if args.quick and not args.file:
         raise ConfigError("--quick needs an experiment file with a quick: section")

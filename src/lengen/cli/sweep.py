@@ -6,19 +6,21 @@ import argparse
 from pathlib import Path
 
 from lengen import sizes
-from lengen.cli.run import add_safety_flags, dry_run
+from lengen.cli.run import add_safety_flags, check_workers, dry_run, refuse_file_as_out
 from lengen.config_parse import load_experiment
 from lengen.report.results import format_table
 from lengen.sweep import BACKENDS, run_sweep
 
 
 def _run(args: argparse.Namespace) -> int:
+    check_workers(args.workers)
     cfg = load_experiment(args.file, quick=args.quick)
     if not args.no_size_check:
         sizes.check_sizes(cfg)
-    if args.dry_run:
-        return dry_run(cfg)
     out = Path(args.out) if args.out else Path("runs") / cfg.experiment
+    if args.dry_run:
+        refuse_file_as_out(out)
+        return dry_run(cfg)
     n = len(cfg.cells())
     where = {"ray": f"ray at {args.address}" if args.address else "a local ray runtime",
              "local": "local worker processes"}.get(args.backend, f"the {args.backend} backend")

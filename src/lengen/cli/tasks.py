@@ -25,7 +25,17 @@ def _fmt(x: float) -> str:
     return "-" if math.isnan(x) else (f"{x:.0f}" if float(x).is_integer() else f"{x:.1f}")
 
 
+MAX_CELLS = 10_000_000  # --length x --samples at most (the sampled batches are held in memory)
+
+
 def _structure(args: argparse.Namespace) -> int:
+    if args.length < 1 or args.samples < 1:
+        raise ConfigError(f"--length and --samples must be at least 1, got {args.length} and {args.samples}")
+    if args.length * args.samples > MAX_CELLS:
+        raise ConfigError(f"--length x --samples must be at most {MAX_CELLS:,} (memory), got "
+                          f"{args.length} x {args.samples}")
+    if args.seed < 0:
+        raise ConfigError(f"--seed must be >= 0, got {args.seed}")
     names = args.task or [n for n in tasks.TASKS.names() if tasks.TASKS.get_class(n).has_dependencies]
     rows = []
     for name in names:

@@ -62,6 +62,8 @@ class AblationConfig:
             raise ConfigError(f"diagnose: replacements must be >= 1, got {self.replacements}")
         if not 0.0 < self.share <= 1.0:
             raise ConfigError(f"diagnose: share must be in (0, 1], got {self.share}")
+        if not 0.0 <= self.min_effect < float("inf"):
+            raise ConfigError(f"diagnose: min_effect must be a finite number >= 0 (nats), got {self.min_effect}")
         if self.chunk < 1 or self.max_ablations < 1 or self.batch_rows < 1:
             raise ConfigError("diagnose: chunk, max_ablations and batch_rows must be >= 1")
         if self.screen not in ("gradient", "none"):

@@ -26,7 +26,7 @@ from lengen.report.aggregate import INTERVAL, summary_by_series, summary_rows
 from lengen.report.conclusions import THRESHOLD, conclusions
 from lengen.report.plots import render_accuracy_vs_length, render_curves, render_heatmap
 from lengen.report.protocol import excluded_models, l_star_rows, rank_correlations, read_curves
-from lengen.report.results import read_csv, write_csv
+from lengen.report.results import read_results, write_csv
 
 REPORT_FILE = "report.html"
 ENVIRONMENT_FILE = "environment.json"
@@ -183,7 +183,7 @@ def build_report(run_dir: Path) -> str:
     results = run_dir / "results.csv"
     if not results.is_file():
         raise LengenError(f"{run_dir}: no results.csv (is this a lengen run folder with a finished cell?)")
-    rows = read_csv(results)
+    rows = read_results(results)
     if not rows:
         raise LengenError(f"{results}: no result rows")
     config_text = (run_dir / "experiment.yaml").read_text(encoding="utf-8") \

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from lengen.errors import LengenError
 from lengen.io import atomic_write_text
 
 # the columns every results.csv starts with, in this order (downstream tools rely on the names)
@@ -33,6 +34,21 @@ def write_csv(path: Path, rows: Sequence[dict[str, Any]], first: Sequence[str] =
     for row in rows:
         writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
     atomic_write_text(path, buf.getvalue())
+
+
+REQUIRED_COLUMNS = ("task", "scheme", "seed", "eval_len", "accuracy")  # what every report reads
+
+
+def read_results(path: Path) -> list[dict[str, Any]]:
+    """``read_csv`` of a run's results.csv, with one line for a file that lengen did not write."""
+    try:
+        rows = read_csv(path)
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise LengenError(f"{path}: not a readable CSV file ({type(e).__name__})") from None
+    missing = [c for c in REQUIRED_COLUMNS if rows and c not in rows[0]]
+    if missing:
+        raise LengenError(f"{path}: not a lengen results.csv (no column {', '.join(missing)})")
+    return rows
 
 
 def read_csv(path: Path) -> list[dict[str, Any]]:

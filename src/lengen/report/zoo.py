@@ -30,7 +30,7 @@ import numpy as np
 from lengen.errors import LengenError
 from lengen.figures import png, pyplot
 from lengen.io import atomic_write_bytes, atomic_write_json, atomic_write_text
-from lengen.report.results import read_csv
+from lengen.report.results import read_results
 from lengen.stats import spearman  # nan when either side is constant
 from lengen.tasks import make_task
 from lengen.tasks.structure import task_structure
@@ -188,7 +188,7 @@ def write_zoo_report(run_dir: Path, learned_at: float = 0.9, holds_at: float = 0
     run_dir = Path(run_dir)
     if not (run_dir / "results.csv").is_file():
         raise LengenError(f"{run_dir}: no results.csv (run `lengen run experiments/zoo.yaml` first)")
-    rows = read_csv(run_dir / "results.csv")
+    rows = read_results(run_dir / "results.csv")
     protocol = bool(rows) and "learned" in rows[0] and "l_star" in rows[0]
     models = models_from_rows(rows, learned_at, holds_at)
     predictors = task_predictors(run_dir, {m.task: m.train_len for m in models})

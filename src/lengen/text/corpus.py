@@ -95,7 +95,11 @@ def read_texts(path: str | Path, field_name: str | None = None) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise LengenError(f"data file not found: {path}")
-    text = _decode(path, path.read_bytes())
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise LengenError(f"{path} could not be read: {e.strerror or type(e).__name__}") from None
+    text = _decode(path, raw)
     if not text.strip():
         raise LengenError(f"{path} is empty")
     if field_name is None and path.suffix not in (".jsonl", ".ndjson"):
