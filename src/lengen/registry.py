@@ -19,6 +19,7 @@ from lengen.validate import check_keys, check_value, clip, field_types, type_hin
 
 T = TypeVar("T")
 F = TypeVar("F")
+V = TypeVar("V")
 
 
 @dataclasses.dataclass
@@ -36,42 +37,57 @@ def param(default: Any, help: str) -> Any:
     return dataclasses.field(default=default, metadata={"help": help})
 
 
-class FunctionRegistry(Generic[F]):
-    """Registered functions by name (``functions``: the plain dict, read without loading plugins).
-    With a ``group``, its plugins' entry points are loaded before the first lookup or listing."""
+class _NameTable(Generic[V]):
+    """What both registries share: the name -> value table, its plugin group (loaded before the first
+    lookup or listing; None: no plugins), the duplicate-name check, listing and lookup."""
 
-    def __init__(self, kind: str, group: str | None = None) -> None:
+    def __init__(self, kind: str, group: str | None) -> None:
         self.kind = kind
         self.group = group
-        self.functions: dict[str, F] = {}
+        self._items: dict[str, V] = {}
 
     def _load_plugins(self) -> None:
         if self.group is not None:
             plugins.load_group(self.group)
 
-    def register(self, name: str) -> Callable[[F], F]:
-        """A decorator registering a function under ``name`` (a ConfigError if the name is taken)."""
-        def decorate(fn: F) -> F:
-            if name in self.functions:
-                raise ConfigError(f"{self.kind} {name!r} is registered twice")
-            self.functions[name] = fn
-            return fn
+    def _duplicate(self, name: str) -> Exception:
+        return ConfigError(f"{self.kind} {name!r} is registered twice")
 
-        return decorate
+    def _add(self, name: str, value: V) -> V:
+        if name in self._items:
+            raise self._duplicate(name)
+        self._items[name] = value
+        return value
 
     def unregister(self, name: str) -> None:
-        """Forget ``name`` (tests that register a throwaway function clean up with it)."""
-        self.functions.pop(name, None)
+        """Forget ``name`` (tests that register a throwaway one clean up with it)."""
+        self._items.pop(name, None)
 
     def names(self) -> list[str]:
         self._load_plugins()
-        return sorted(self.functions)
+        return sorted(self._items)
+
+    def _lookup(self, name: str, listing: str | None = None) -> V:
+        self._load_plugins()
+        if not isinstance(name, str) or name not in self._items:
+            raise unknown_name(self.kind, name, self.names(), listing)
+        return self._items[name]
+
+
+class FunctionRegistry(_NameTable[F]):
+    """Registered functions by name (``functions``: the plain dict, read without loading plugins).
+    With a ``group``, its plugins' entry points are loaded before the first lookup or listing."""
+
+    def __init__(self, kind: str, group: str | None = None) -> None:
+        super().__init__(kind, group)
+        self.functions: dict[str, F] = self._items
+
+    def register(self, name: str) -> Callable[[F], F]:
+        """A decorator registering a function under ``name`` (a ConfigError if the name is taken)."""
+        return lambda fn: self._add(name, fn)
 
     def get(self, name: str) -> F:
-        self._load_plugins()
-        if not isinstance(name, str) or name not in self.functions:
-            raise unknown_name(self.kind, name, self.names())
-        return self.functions[name]
+        return self._lookup(name)
 
     def check(self, names: Iterable[str]) -> list[str]:
         """``names`` as a list, each known (a ConfigError names the first that is not)."""
@@ -89,43 +105,28 @@ def unknown_name(kind: str, name: Any, names: list[str], listing: str | None = N
     return ConfigError(unknown(kind, name, names, known, suggest=isinstance(name, str)))
 
 
-class Registry(Generic[T]):
+class Registry(_NameTable[type[T]]):
     """Registered classes by name. Before its first lookup or listing, a registry loads the plugins of
     its entry-point group (``lengen.plugins``; default ``lengen.<last word of kind>s``: a "position
     scheme" registry reads ``lengen.schemes``, a "task" one ``lengen.tasks``, a "metric" one
     ``lengen.metrics``), so another package's classes are listed and found like lengen's own."""
 
     def __init__(self, kind: str, group: str | None = None) -> None:
-        self.kind = kind
-        self.group = group or f"lengen.{kind.split()[-1]}s"
-        self._classes: dict[str, type[T]] = {}
+        super().__init__(kind, group or f"lengen.{kind.split()[-1]}s")
 
-    def _load_plugins(self) -> None:
-        plugins.load_group(self.group)
+    def _duplicate(self, name: str) -> Exception:
+        return ValueError(f"{self.kind} {name!r} registered twice")
 
     def register(self, name: str) -> Callable[[type[T]], type[T]]:
         def decorate(cls: type[T]) -> type[T]:
-            if name in self._classes:
-                raise ValueError(f"{self.kind} {name!r} registered twice")
-            cls.name = name  # type: ignore[attr-defined]
-            self._classes[name] = cls
-            return cls
+            if name not in self._items:
+                cls.name = name  # type: ignore[attr-defined]
+            return self._add(name, cls)
 
         return decorate
 
-    def unregister(self, name: str) -> None:
-        """Forget ``name`` (tests that register a throwaway class clean up with it)."""
-        self._classes.pop(name, None)
-
-    def names(self) -> list[str]:
-        self._load_plugins()
-        return sorted(self._classes)
-
     def get_class(self, name: str) -> type[T]:
-        self._load_plugins()
-        if not isinstance(name, str) or name not in self._classes:
-            raise unknown_name(self.kind, name, self.names(), listing=f"`lengen {self.kind}s`")
-        return self._classes[name]
+        return self._lookup(name, listing=f"`lengen {self.kind}s`")
 
     def param_class(self, name: str) -> type:
         """The dataclass holding the parameters: the class itself, or its nested ``Params``."""
