@@ -22,30 +22,25 @@ import torch
 from torch.autograd.function import once_differentiable
 
 
-def rotate_halves(x: torch.Tensor, cos2: torch.Tensor, sin2: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+def rotate_halves(x: torch.Tensor, cos2: torch.Tensor, sin2: torch.Tensor, out: torch.Tensor | None = None,
+                  inverse: bool = False) -> torch.Tensor:
     """``[x1, x2] -> [x1 cos - x2 sin, x2 cos + x1 sin]`` given ``cos2 = [cos, cos]``, ``sin2 = [-sin, sin]``.
 
     Each element is two products and one sum, exactly as ``x * cos2 + [x2, x1] * sin2`` (a + (-b) ==
-    a - b in IEEE arithmetic). ``out`` (any strides) receives the result; default a new contiguous tensor.
+    a - b in IEEE arithmetic). ``inverse`` applies the transpose, which is the gradient through the
+    rotation (x1 fed out1 by cos and out2 by sin, x2 out2 by cos and out1 by -sin): the same products
+    and sums as autograd's, since a sum of two terms does not depend on their order. ``out`` (any
+    strides) receives the result; default a new contiguous tensor.
     """
     half = x.shape[-1] // 2
     if out is None:  # contiguous: torch.mul alone would keep the strides of a view of the q/k/v product
         out = torch.empty(torch.broadcast_shapes(x.shape, cos2.shape), dtype=x.dtype, device=x.device)
+    first, second = sin2[..., :half], sin2[..., half:]
+    if inverse:
+        first, second = second, first
     torch.mul(x, cos2, out=out)
-    out[..., :half] += x[..., half:] * sin2[..., :half]
-    out[..., half:] += x[..., :half] * sin2[..., half:]
-    return out
-
-
-def unrotate_halves(grad: torch.Tensor, cos2: torch.Tensor, sin2: torch.Tensor,
-                    out: torch.Tensor | None = None) -> torch.Tensor:
-    """The gradient through ``rotate_halves``: x1 fed out1 by cos and out2 by sin, x2 out2 by cos and
-    out1 by -sin. Two products and one sum per element, as autograd's (a sum of two terms does not
-    depend on their order)."""
-    half = grad.shape[-1] // 2
-    out = torch.mul(grad, cos2) if out is None else torch.mul(grad, cos2, out=out)
-    out[..., :half] += grad[..., half:] * sin2[..., half:]
-    out[..., half:] += grad[..., :half] * sin2[..., :half]
+    out[..., :half] += x[..., half:] * first
+    out[..., half:] += x[..., :half] * second
     return out
 
 
@@ -71,7 +66,7 @@ class RotateHalves(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         cos2, sin2 = ctx.saved_tensors
-        return unrotate_halves(grad, cos2, sin2), None, None
+        return rotate_halves(grad, cos2, sin2, inverse=True), None, None
 
 
 class RotateQKV(torch.autograd.Function):
@@ -83,9 +78,9 @@ class RotateQKV(torch.autograd.Function):
     def forward(ctx: Any, qkv: torch.Tensor, cos2: torch.Tensor, sin2: torch.Tensor,
                 n_heads: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         b, t, three_d = qkv.shape
-        heads = qkv.view(b, t, 3, n_heads, three_d // (3 * n_heads)).permute(2, 0, 3, 1, 4)
-        ctx.save_for_backward(cos2, sin2)
         ctx.shape = (b, t, n_heads, three_d // (3 * n_heads))
+        heads = qkv.view(b, t, 3, *ctx.shape[2:]).permute(2, 0, 3, 1, 4)
+        ctx.save_for_backward(cos2, sin2)
         return rotate_halves(heads[0], cos2, sin2), rotate_halves(heads[1], cos2, sin2), heads[2]
 
     @staticmethod
@@ -101,7 +96,7 @@ class RotateQKV(torch.autograd.Function):
             if g is None:
                 slot.zero_()
             else:
-                unrotate_halves(g, cos2, sin2, out=slot)
+                rotate_halves(g, cos2, sin2, out=slot, inverse=True)
         if grad_v is None:
             slots[2].zero_()
         else:
