@@ -113,7 +113,8 @@ def run_experiment(cfg: ExperimentConfig, out_dir: Path, workers: int | None = N
     atomic_write_text(out_dir / "experiment.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     # trained numbers depend on the thread count in their last digits (benchmarks/thread_determinism.py):
     # the count each cell ran with is part of what reproduces it
-    env = {**environment(), "backend": backend.name, "cell_threads": cell_threads(cfg)}
+    threads = cell_threads(cfg)
+    env = {**environment(), "backend": backend.name, "cell_threads": threads}
     # a resume records its environment once a cell has finished in it: one that fails keeps the old record
     env_pending = (out_dir / ENVIRONMENT_FILE).is_file()
     if not env_pending:
@@ -121,7 +122,6 @@ def run_experiment(cfg: ExperimentConfig, out_dir: Path, workers: int | None = N
     if finished:
         write_results(cfg, out_dir, [r for k in keys if k in finished for r in finished[k]])
 
-    threads = env["cell_threads"]
     jobs = [CellJob(k, c, out_dir / "cells" / k, threads) for k, c in zip(keys, cells, strict=True)
             if k not in finished]
     if progress and finished:
