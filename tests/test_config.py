@@ -30,6 +30,10 @@ from lengen.errors import ConfigError
     ({"schemes": [{"position": "learned", "position_args": {"max_position": 10}}]},
      "eval length 16 needs position ids up to"),
     ({"schemes": ["nope", "nope"]}, "scheme labels must be unique"),
+    ({"schemes": [{"position": "rope", "seeds": []}]}, "schemes[0].seeds is empty"),
+    ({"schemes": ["nope", {"position": "rope", "seeds": [0, -1]}]}, "schemes[1].seeds: every seed must be >= 0"),
+    ({"schemes": [{"position": "rope", "seeds": [1, 1]}]}, "schemes[0].seeds: a seed is listed twice"),
+    ({"schemes": [{"position": "rope", "seeds": "0"}]}, "seeds"),
 ])
 def test_bad_experiment_gives_one_clear_error(overrides, message):
     with pytest.raises(ConfigError) as err:
@@ -73,6 +77,17 @@ def test_grid_expands_schemes_seeds_and_task_parameters():
     assert len({c.key for c in cells}) == len(cells)
     assert {c.task_args["k"] for c in cells} == {1, 2}
     assert all(c.task_args["noise_vocab"] == 4 for c in cells)
+
+
+def test_a_scheme_can_run_its_own_seeds_without_changing_any_cell_key():
+    base = parse_experiment(tiny_experiment(schemes=["nope", "rope"], seeds=[0, 1, 2])).cells()
+    own = parse_experiment(tiny_experiment(schemes=[{"position": "nope", "seeds": [0]}, "rope"],
+                                           seeds=[0, 1, 2])).cells()
+    assert [(c.scheme.label, c.seed) for c in own] == [("nope", 0), ("rope", 0), ("rope", 1), ("rope", 2)]
+    # the seed list is scheduling: the cells it keeps are the same models, under the same keys
+    keys = {c.key for c in base}
+    assert {c.key for c in own} <= keys and len(keys) == 6
+    assert all(Cell.from_dict(c.to_dict()).key == c.key for c in own)
 
 
 def test_a_task_version_bump_retrains_old_cells_and_rebuilds_their_task():

@@ -185,6 +185,9 @@ class SchemeSpec:
     # coupled ids): {position_head: true} / {ids: coupled}
     model: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
+    # this scheme's seeds instead of the experiment's (e.g. a reference model that one seed suffices for);
+    # which seeds run is scheduling, not the model, so it is not part of a cell's key
+    seeds: list[int] | None = None
 
     def __post_init__(self) -> None:
         if not self.label:
@@ -220,6 +223,7 @@ class Cell:
                                  ("scheme", SchemeSpec(self.scheme.position))):
             base = dataclasses.asdict(default)
             d[section] = {k: v for k, v in d[section].items() if k not in base or base[k] != v}
+        d["scheme"].pop("seeds", None)
         if not d["task_version"]:
             del d["task_version"]  # version 0 leaves the keys of cells made before versions existed
         if not d["protocol"]:  # protocol 0: the keys of cells made before the protocol existed
@@ -355,7 +359,7 @@ class ExperimentConfig:
                 for scheme in self.schemes:
                     if scheme.label in spec.skip_schemes:
                         continue
-                    for seed in self.seeds:
+                    for seed in self.seeds if scheme.seeds is None else scheme.seeds:
                         model = ModelConfig(**{**self.model, **spec.model, **scheme.model, "position": scheme.position,
                                                "position_args": dict(scheme.position_args)})
                         train = dataclasses.replace(self.train, **{**spec.train, **scheme.train})

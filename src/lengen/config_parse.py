@@ -71,12 +71,10 @@ def parse_experiment(raw: Any, source: str = "experiment") -> ExperimentConfig:
     labels = [s.label for s in schemes]
     if len(set(labels)) != len(labels):
         raise ConfigError(f"{source}: scheme labels must be unique, got {labels}")
-    seeds = raw.get("seeds", [0])
-    check_value(f"{source}: seeds", seeds, list[int])
-    if not seeds:
-        raise ConfigError(f"{source}: seeds is empty")
-    if any(seed < 0 for seed in seeds):
-        raise ConfigError(f"{source}: seeds: every seed must be >= 0, got {short_repr(seeds)}")
+    seeds = _check_seeds(raw.get("seeds", [0]), f"{source}: seeds")
+    for i, scheme in enumerate(schemes):
+        if scheme.seeds is not None:
+            _check_seeds(scheme.seeds, f"{source}: schemes[{i}].seeds")
     model = check_mapping(ModelConfig, raw.get("model"), f"{source}: model", NOT_SETTABLE, MODEL_ONLY_IN_SCHEMES)
     workers = raw.get("workers")
     check_value(f"{source}: workers", workers, int | None)
@@ -105,6 +103,17 @@ def parse_experiment(raw: Any, source: str = "experiment") -> ExperimentConfig:
         cfg.language = build(LanguageConfig, raw["language"], f"{source}: language")
     validate_experiment(cfg)
     return cfg
+
+
+def _check_seeds(seeds: Any, where: str) -> list[int]:
+    check_value(where, seeds, list[int])
+    if not seeds:
+        raise ConfigError(f"{where} is empty")
+    if any(seed < 0 for seed in seeds):
+        raise ConfigError(f"{where}: every seed must be >= 0, got {short_repr(seeds)}")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{where}: a seed is listed twice, got {short_repr(seeds)}")
+    return list(seeds)
 
 
 def _parse_tasks(raw: Any, source: str) -> list[TaskSpec]:

@@ -190,9 +190,10 @@ def run_language_analysis(cfg: ExperimentConfig, out_dir: Path, progress: bool =
     strata = difficulty_strata(ref_long, bucket)
     rows: list[dict[str, Any]] = []
     curves: list[Curve] = []
+    several_seeds = len({cell.seed for cell in cells}) > 1  # schemes may run their own seeds
     for cell in cells:
         long, short = losses[cell.key]
-        label = cell.scheme.label if len(cfg.seeds) == 1 else f"{cell.scheme.label} seed {cell.seed}"
+        label = f"{cell.scheme.label} seed {cell.seed}" if several_seeds else cell.scheme.label
         curves.append(Curve(label, cell.scheme.position, long.mean(0), cell.key == ref.key))
         rows += tidy_rows(cell, long, short, ref_long, bucket, names, edges, near, cell.key == ref.key, strata)
     write_csv(folder / RESULTS, rows, COLUMNS)
