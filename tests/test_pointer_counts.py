@@ -9,7 +9,7 @@ from lengen.answers import answer_loss, answer_outputs
 from lengen.errors import ConfigError
 from lengen.evaluate import generation_inputs
 from lengen.generate import generate
-from lengen.heads.pointer import CountPointer, count_features, remaining_counts
+from lengen.heads.pointer import CountPointer, count_features
 from lengen.heads.ppc import next_position_targets
 from lengen.model import ModelConfig, Transformer
 from lengen.tasks import make_task
@@ -45,23 +45,13 @@ def test_tokens_sharing_an_id_count_together():
     assert torch.allclose(ahead, _saturated([0.5, 0, 0.5, 1, 0]))  # id 2: the two id-1 tokens; id 3: four
 
 
-def test_remaining_counts_by_hand():
-    gate = torch.tensor([[[[1.0, 0.0, 1.0, 0.5, 1.0]]]])  # [B=1, A=1, G=1, P=5]
-    prompt_ids = torch.tensor([[1, 2, 3, 4, 0]])
-    rows = torch.tensor([[2, 4, 0]])  # three rows: in the middle, at the last id, at the first
-    rem = remaining_counts(gate.expand(1, 3, 1, 5), rows, prompt_ids)[0, :, 0]
-    # row at id 2: ahead ids 3, 4 (1 + 0.5), behind ids 0, 1 (1 + 1); at id 4: nothing ahead; at id 0: nothing behind
-    assert torch.allclose(rem, _saturated([[1.5, 2.0], [0.0, 3.0], [2.5, 0.0]]))
-
-
-@pytest.mark.parametrize("remaining", [False, True])
-def test_scores_beyond_training_distances_come_from_the_same_few_parameters(remaining):
+def test_scores_beyond_training_distances_come_from_the_same_few_parameters():
     torch.manual_seed(0)  # before the head is built: its initialisation must not depend on the tests run before
-    head = CountPointer(16, gates=2, remaining=remaining)
+    head = CountPointer(16, gates=2)
     names = {n: p.shape for n, p in head.named_parameters()}
     # nothing is indexed by a distance: four matrices of the model width, one row per feature
     assert names == {"query.weight": (16, 16), "key.weight": (16, 16), "gate_key.weight": (32, 16),
-                     "feature.weight": (21 if remaining else 13, 16)}
+                     "feature.weight": (13, 16)}
     torch.manual_seed(0)
     n = 4000
     rows, row_ids = torch.randn(1, 1, 16), torch.tensor([[0]])
@@ -90,8 +80,6 @@ def test_counts_pointer_is_validated():
         ModelConfig(position_head=True, position_head_kind="pointer", pointer_distance="table").validate()
     with pytest.raises(ConfigError, match="pointer_gates"):
         ModelConfig(pointer_gates=0).validate()
-    with pytest.raises(ConfigError, match="pointer_remaining needs"):
-        ModelConfig(position_head=True, position_head_kind="pointer", pointer_remaining=True).validate()
 
 
 @pytest.mark.parametrize("task", ["filter_copy", "stable_partition"])

@@ -49,9 +49,6 @@ class ModelConfig:
     pointer_max_back: int | None = None  # pointer: backward distances beyond this share one (None: same)
     pointer_distance: str = "exact"  # pointer: "exact", "interpolated" (between anchors) or "counts"
     pointer_gates: int = 2  # counts: candidate classes a row can count
-    # counts: also whether candidates remain ahead of / behind the row, crossed with j's side (lets the row
-    # switch class when none of its class is left, without counting how many it has emitted)
-    pointer_remaining: bool = False
     pointer_feeds_token: bool = True  # pointer: the token head also reads the pointed-at prompt states
     pointer_keys: str = "hidden"  # pointer: prompt tokens scored by final hidden states or "embed"
 

@@ -13,14 +13,7 @@ where the features are
   whether candidates lie strictly between t and j in id space (ahead and behind), before j and after j
   (soft counts, saturated at 1). "The nearest candidate ahead" is the candidate with none between, and
   "the first candidate of the input" the one with none before, however many non-candidates separate
-  them;
-- with ``remaining`` (``pointer_remaining: true``), for each gate whether candidates remain ahead of t
-  and behind t (saturated counts over the whole prompt), each crossed with j being ahead of or behind t.
-  A row can then switch to another class exactly when none of its class is left ahead ("no kept token
-  after p": stable_partition's switch). These counts use hard membership (gate > 1/2, straight-through
-  gradient), so that near-zero gates summed over a long prompt cannot add up to "some remain". Without it the row has to learn the switch from its hidden state,
-  and a 2-layer body learned it as a share of the emitted outputs, which dilutes with length: trained
-  on n <= 20 it switched one step early at every n = 80 answer (``benchmarks/ppc_first_errors.py``).
+  them.
 
 So the score is a fixed, bounded function of which tokens lie where, with as many parameters at
 distance 1000 as at distance 1; a non-candidate gap of any length costs nothing. This is the theory's sparse dependence made
@@ -36,15 +29,6 @@ from torch import nn
 
 SIDE_FEATURES = 5  # ahead, behind, same, +1, -1
 COUNT_FEATURES = 4  # per gate: between (ahead), between (behind), before j, after j
-REMAINING_FEATURES = 4  # per gate (pointer_remaining): remaining ahead of / behind t, x j ahead / behind
-
-
-def remaining_counts(gate: torch.Tensor, row_ids: torch.Tensor, prompt_ids: torch.Tensor) -> torch.Tensor:
-    """Soft candidate counts saturated at 1, [B, A, G, 2]: candidates with an id above the row's (ahead of
-    t) and below it (behind t), over the whole prompt."""
-    ahead = (gate * (prompt_ids[:, None, :] > row_ids[:, :, None])[:, :, None, :]).sum(3)
-    behind = (gate * (prompt_ids[:, None, :] < row_ids[:, :, None])[:, :, None, :]).sum(3)
-    return -torch.expm1(-torch.stack([ahead, behind], dim=3))
 
 
 def count_features(gate: torch.Tensor, row_ids: torch.Tensor, prompt_ids: torch.Tensor) -> torch.Tensor:
@@ -85,15 +69,14 @@ def count_features(gate: torch.Tensor, row_ids: torch.Tensor, prompt_ids: torch.
 class CountPointer(nn.Module):
     """Scores [B, A, P] of "the next token's id is prompt token j's id" (see the module doc)."""
 
-    def __init__(self, d_model: int, gates: int = 2, remaining: bool = False) -> None:
+    def __init__(self, d_model: int, gates: int = 2) -> None:
         super().__init__()
-        self.gates, self.remaining = gates, remaining
+        self.gates = gates
         self.query = nn.Linear(d_model, d_model, bias=False)
         self.key = nn.Linear(d_model, d_model, bias=False)
         self.gate_key = nn.Linear(d_model, gates * d_model, bias=False)
         # one vector per feature: the row's query decides how much each feature counts
-        self.feature = nn.Linear(d_model, SIDE_FEATURES + (COUNT_FEATURES + REMAINING_FEATURES * remaining) * gates,
-                                 bias=False)
+        self.feature = nn.Linear(d_model, SIDE_FEATURES + COUNT_FEATURES * gates, bias=False)
 
     def forward(self, rows: torch.Tensor, row_ids: torch.Tensor, memory: torch.Tensor,
                 prompt_ids: torch.Tensor) -> torch.Tensor:
@@ -107,16 +90,7 @@ class CountPointer(nn.Module):
         d = (prompt_ids[:, None, :] - row_ids[:, :, None])  # [B, A, P]
         side = torch.stack([d > 0, d < 0, d == 0, d == 1, d == -1], dim=2).float()  # [B, A, 5, P]
         counts = count_features(gate, row_ids, prompt_ids).flatten(2, 3)  # [B, A, 4G, P]
-        parts = [side, counts]
-        if self.remaining:
-            # hard membership (gate > 1/2) forward, the sigmoid's gradient backward (straight-through): a sum
-            # over the whole prompt of soft gates leaks, and the leak grows with the input (a soft version
-            # read "candidates remain" from 40 near-zero gates at n = 80 and failed from the first steps)
-            hard = (gate > 0.5).to(gate.dtype) + gate - gate.detach()
-            rem = remaining_counts(hard, row_ids, prompt_ids)  # [B, A, G, 2]
-            sides = side[:, :, None, :2]  # [B, A, 1, 2 (j ahead, j behind), P]
-            parts.append((rem[..., :, None, None] * sides[:, :, :, None]).flatten(2, 4))  # [B, A, 4G, P]
-        features = torch.cat(parts, dim=2)
+        features = torch.cat([side, counts], dim=2)
         weights = self.feature(q).float()  # [B, A, F]
         relative = (weights[:, :, :, None] * features).sum(2)
         return ((q @ k.transpose(1, 2)).float() + relative) * scale

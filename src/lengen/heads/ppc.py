@@ -47,8 +47,6 @@ def validate_ppc(cfg: ModelConfig) -> None:
     if cfg.pointer_distance not in ("exact", "interpolated", "counts"):
         raise ConfigError(f"model: pointer_distance must be 'exact', 'interpolated' or 'counts', got "
                           f"{cfg.pointer_distance!r}")
-    if cfg.pointer_remaining and not (cfg.position_head_kind == "pointer" and cfg.pointer_distance == "counts"):
-        raise ConfigError("model: pointer_remaining needs position_head_kind: pointer and pointer_distance: counts")
     if cfg.pointer_gates < 1:
         raise ConfigError(f"model: pointer_gates must be >= 1, got {cfg.pointer_gates}")
     if cfg.pointer_keys not in ("hidden", "embed"):
@@ -214,9 +212,9 @@ class PositionPointer(Pointer):
 class CountsPointerHead(Pointer):
     """``pointer_distance: counts``: the scores of ``CountPointer`` (no per-distance parameter)."""
 
-    def __init__(self, d_model: int, gates: int, keys: str, feeds_token: bool, remaining: bool = False) -> None:
+    def __init__(self, d_model: int, gates: int, keys: str, feeds_token: bool) -> None:
         super().__init__(d_model, keys, feeds_token)
-        self.scorer = CountPointer(d_model, gates, remaining)
+        self.scorer = CountPointer(d_model, gates)
         self.add_value(d_model)
 
     def scores(self, rows: torch.Tensor, row_ids: torch.Tensor, memory: torch.Tensor,
@@ -235,8 +233,7 @@ def build_position_head(cfg: ModelConfig, positions: PositionScheme) -> Position
     if not cfg.position_head:
         return None
     if cfg.position_head_kind == "pointer" and cfg.pointer_distance == "counts":
-        return CountsPointerHead(cfg.d_model, cfg.pointer_gates, cfg.pointer_keys, cfg.pointer_feeds_token,
-                                 cfg.pointer_remaining)
+        return CountsPointerHead(cfg.d_model, cfg.pointer_gates, cfg.pointer_keys, cfg.pointer_feeds_token)
     if cfg.position_head_kind == "pointer":
         return PositionPointer(cfg.d_model, cfg.pointer_max_distance, cfg.pointer_max_back or cfg.pointer_max_distance,
                                cfg.pointer_distance == "interpolated", cfg.pointer_keys, cfg.pointer_feeds_token)
