@@ -1,0 +1,98 @@
+"""Where does a PPC model's decoding first go wrong? (issue 15: diagnosing long-length failures)
+
+    python benchmarks/ppc_first_errors.py CELL_DIR --lengths 20 80 [--samples 256] [--seed S]
+
+Greedy decoding with the model's own predicted ids, as `lengen run` scores it. For every sample whose
+answer is not exact, the first answer step where the emitted id or token differs from the task's is
+described: the step as a share of the answer, whether the true next source lies ahead of or behind the
+previous one in id space and how far, where the model pointed instead, and whether the token went wrong
+with the right id. The summary groups the first errors by the true move (ahead / behind, near / far), so
+a failure confined to one kind of step (e.g. the one backward jump of stable_partition) shows up as one
+row.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import torch
+
+from lengen.checkpoint import load_model
+from lengen.evaluate import eval_batch_size, generation_inputs
+from lengen.generate import generate
+from lengen.position_ids import prepare_position_ids
+
+
+def first_errors(cell_dir: str, length: int, samples: int, seed: int | None = None) -> tuple[int, list[dict[str, Any]]]:
+    """(samples scored, one description per sample with a wrong token or id). The samples and batches are
+    those of `lengen run`'s evaluation (``evaluate_at``) with the cell's evaluation seed unless ``seed``."""
+    loaded = load_model(cell_dir)
+    model, cell = loaded.model, loaded.cell
+    task = cell.build_eval_task()
+    seed = cell.eval.seed if seed is None else seed
+    rng = np.random.default_rng([seed, length])
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + length)
+    errors: list[dict[str, Any]] = []
+    done, seq_len = 0, 2 * length + 8
+    while done < samples:
+        count = min(eval_batch_size(seq_len, model.cfg.n_heads, samples, model.cfg.vocab_size), samples - done)
+        batch = task.sample(rng, count, length)
+        seq_len = batch.tokens.shape[1]
+        ids = prepare_position_ids(model, batch, "coupled", gen)
+        prompt, prompt_ids, steps = generation_inputs(batch, ids)
+        out = generate(model, prompt, prompt_ids, steps, predict_ids=True)
+        answers, true_ids = batch.answers(), ids[:, -steps:]
+        for i in range(count):
+            bad_tok = (out.tokens[i] != answers[i]).nonzero().flatten()
+            bad_id = (out.ids[i, :-1] != true_ids[i, :-1]).nonzero().flatten()  # EOS's id is never fed back
+            first = min([int(x[0]) for x in (bad_tok, bad_id) if len(x)], default=None)
+            if first is None:
+                continue
+            prev = int(prompt_ids[i, -1]) if first == 0 else int(true_ids[i, first - 1])
+            true_next, got = int(true_ids[i, first]), int(out.ids[i, first])
+            errors.append({"step": first, "share": first / steps, "move": true_next - prev, "got_move": got - prev,
+                           "id_right": got == true_next, "token_right": bool(out.tokens[i, first] == answers[i, first]),
+                           "answer_exact": len(bad_tok) == 0})
+        done += count
+    return done, errors
+
+
+def describe(length: int, samples: int, errors: list[dict[str, Any]]) -> None:
+    exact = samples - sum(not e["answer_exact"] for e in errors)
+    print(f"n = {length}: {exact} of {samples} answers exact (lengen run's exact_match); {len(errors)} with a wrong "
+          f"token or id, first errors below")
+    if not errors:
+        return
+
+    def kind(move: int) -> str:
+        side = "ahead" if move > 0 else ("behind" if move < 0 else "same id")
+        return f"{side} {'1-2' if abs(move) <= 2 else ('3-10' if abs(move) <= 10 else '>10')}"
+    steps = Counter(int(e["step"]) for e in errors).most_common(3)
+    print(f"  most common first-error steps (0 = first answer token): {dict(steps)}")
+    by = Counter(kind(int(e["move"])) for e in errors)
+    for k, c in by.most_common():
+        sel = [e for e in errors if kind(int(e["move"])) == k]
+        id_ok = sum(bool(e["id_right"]) for e in sel)
+        got = Counter(kind(int(e["got_move"])) for e in sel if not e["id_right"])
+        share = np.median([float(e["share"]) for e in sel])
+        print(f"  true move {k:>13}: {c:4d} first errors (median at {share:.0%} of the answer); id right but token "
+              f"wrong: {id_ok}; pointed instead: {dict(got.most_common(3))}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("cell")
+    p.add_argument("--lengths", type=int, nargs="+", default=[20, 80])
+    p.add_argument("--samples", type=int, default=256)
+    p.add_argument("--seed", type=int, help="evaluation seed (default: the cell's, as lengen run scored it)")
+    a = p.parse_args()
+    torch.set_num_threads(1)
+    for n in a.lengths:
+        describe(n, *first_errors(a.cell, n, a.samples, a.seed))
+
+
+if __name__ == "__main__":
+    main()
