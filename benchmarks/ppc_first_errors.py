@@ -21,43 +21,44 @@ import numpy as np
 import torch
 
 from lengen.checkpoint import load_model
-from lengen.evaluate import eval_batch_size, generation_inputs
-from lengen.generate import generate
-from lengen.position_ids import prepare_position_ids
+from lengen.evaluate import evaluate_at, generation_scorer
+from lengen.metrics import DEFAULT_METRICS, Scored
+from lengen.tasks import Batch
 
 
 def first_errors(cell_dir: str, length: int, samples: int, seed: int | None = None) -> tuple[int, list[dict[str, Any]]]:
-    """(samples scored, one description per sample with a wrong token or id). The samples and batches are
-    those of `lengen run`'s evaluation (``evaluate_at``) with the cell's evaluation seed unless ``seed``."""
+    """(samples scored, one description per sample with a wrong token or id). The scoring is `lengen run`'s
+    own (``evaluate_at`` with the generation scorer), with the cell's evaluation seed unless ``seed``; this
+    only watches what each batch decoded."""
     loaded = load_model(cell_dir)
     model, cell = loaded.model, loaded.cell
-    task = cell.build_eval_task()
-    seed = cell.eval.seed if seed is None else seed
-    rng = np.random.default_rng([seed, length])
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + length)
+    run_scorer = generation_scorer(model, predict_ids=True, restrict_ids=cell.eval.restrict_ids)
     errors: list[dict[str, Any]] = []
-    done, seq_len = 0, 2 * length + 8
-    while done < samples:
-        count = min(eval_batch_size(seq_len, model.cfg.n_heads, samples, model.cfg.vocab_size), samples - done)
-        batch = task.sample(rng, count, length)
-        seq_len = batch.tokens.shape[1]
-        ids = prepare_position_ids(model, batch, "coupled", gen)
-        prompt, prompt_ids, steps = generation_inputs(batch, ids)
-        out = generate(model, prompt, prompt_ids, steps, predict_ids=True)
-        answers, true_ids = batch.answers(), ids[:, -steps:]
-        for i in range(count):
-            bad_tok = (out.tokens[i] != answers[i]).nonzero().flatten()
-            bad_id = (out.ids[i, :-1] != true_ids[i, :-1]).nonzero().flatten()  # EOS's id is never fed back
+
+    def watch(batch: Batch, ids: torch.Tensor) -> Scored:
+        scored = run_scorer(batch, ids)
+        assert scored.ids is not None and scored.true_ids is not None
+        prompt_ids = ids[:, :batch.prompt_length]
+        for i in range(len(scored.tokens)):
+            bad_tok = (scored.tokens[i] != scored.answers[i]).nonzero().flatten()
+            bad_id = (scored.ids[i] != scored.true_ids[i]).nonzero().flatten()  # EOS's id is never fed back
             first = min([int(x[0]) for x in (bad_tok, bad_id) if len(x)], default=None)
             if first is None:
                 continue
-            prev = int(prompt_ids[i, -1]) if first == 0 else int(true_ids[i, first - 1])
-            true_next, got = int(true_ids[i, first]), int(out.ids[i, first])
-            errors.append({"step": first, "share": first / steps, "move": true_next - prev, "got_move": got - prev,
-                           "id_right": got == true_next, "token_right": bool(out.tokens[i, first] == answers[i, first]),
+            prev = int(prompt_ids[i, -1]) if first == 0 else int(scored.true_ids[i, first - 1])
+            has_id = first < scored.true_ids.shape[1]
+            true_next = int(scored.true_ids[i, first]) if has_id else prev
+            got = int(scored.ids[i, first]) if has_id else prev
+            errors.append({"step": first, "share": first / scored.answers.shape[1], "move": true_next - prev,
+                           "got_move": got - prev, "id_right": got == true_next,
+                           "token_right": bool(scored.tokens[i, first] == scored.answers[i, first]),
                            "answer_exact": len(bad_tok) == 0})
-        done += count
-    return done, errors
+        return scored
+
+    seed = cell.eval.seed if seed is None else seed
+    result = evaluate_at(model, cell.build_eval_task(), length, samples, seed, "coupled", watch, DEFAULT_METRICS,
+                         2 * length + 8)
+    return int(result["n_eval"]), errors
 
 
 def describe(length: int, samples: int, errors: list[dict[str, Any]]) -> None:
