@@ -1,6 +1,6 @@
 """Where does a PPC model's decoding first go wrong? (issue 15: diagnosing long-length failures)
 
-    python benchmarks/ppc_first_errors.py CELL_DIR --lengths 20 80 [--samples 256] [--seed S]
+    python benchmarks/ppc_first_errors.py CELL_DIR --lengths 20 80 [--samples 256] [--seed S] [--task-args K=V ...]
 
 Greedy decoding with the model's own predicted ids, as `lengen run` scores it. For every sample whose
 answer is not exact, the first answer step where the emitted id or token differs from the task's is
@@ -8,7 +8,8 @@ described: the step as a share of the answer, whether the true next source lies 
 previous one in id space and how far, where the model pointed instead, and whether the token went wrong
 with the right id. The summary groups the first errors by the true move (ahead / behind, near / far), so
 a failure confined to one kind of step (e.g. the one backward jump of stable_partition) shows up as one
-row.
+row. ``--task-args`` scores the cell on a variant of its evaluation task (e.g. ``kept=fixed`` for a
+stable_partition model trained with random kept counts); values are read as YAML scalars.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 
 from lengen.checkpoint import load_model
 from lengen.evaluate import evaluate_at, generation_scorer
@@ -26,10 +28,11 @@ from lengen.metrics import DEFAULT_METRICS, Scored
 from lengen.tasks import Batch
 
 
-def first_errors(cell_dir: str, length: int, samples: int, seed: int | None = None) -> tuple[int, list[dict[str, Any]]]:
+def first_errors(cell_dir: str, length: int, samples: int, seed: int | None = None,
+                 task_args: dict[str, Any] | None = None) -> tuple[int, list[dict[str, Any]]]:
     """(samples scored, one description per sample with a wrong token or id). The scoring is `lengen run`'s
-    own (``evaluate_at`` with the generation scorer), with the cell's evaluation seed unless ``seed``; this
-    only watches what each batch decoded."""
+    own (``evaluate_at`` with the generation scorer), with the cell's evaluation seed unless ``seed`` and
+    its evaluation task with ``task_args`` applied on top; this only watches what each batch decoded."""
     loaded = load_model(cell_dir)
     model, cell = loaded.model, loaded.cell
     run_scorer = generation_scorer(model, predict_ids=True, restrict_ids=cell.eval.restrict_ids)
@@ -56,7 +59,7 @@ def first_errors(cell_dir: str, length: int, samples: int, seed: int | None = No
         return scored
 
     seed = cell.eval.seed if seed is None else seed
-    result = evaluate_at(model, cell.build_eval_task(), length, samples, seed, "coupled", watch, DEFAULT_METRICS,
+    result = evaluate_at(model, cell.build_eval_task(task_args), length, samples, seed, "coupled", watch, DEFAULT_METRICS,
                          2 * length + 8)
     return int(result["n_eval"]), errors
 
@@ -89,10 +92,18 @@ def main() -> None:
     p.add_argument("--lengths", type=int, nargs="+", default=[20, 80])
     p.add_argument("--samples", type=int, default=256)
     p.add_argument("--seed", type=int, help="evaluation seed (default: the cell's, as lengen run scored it)")
+    p.add_argument("--task-args", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="override arguments of the cell's evaluation task")
     a = p.parse_args()
+    overrides = {}
+    for item in a.task_args:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            p.error(f"--task-args: expected KEY=VALUE, got {item!r}")
+        overrides[key] = yaml.safe_load(value)
     torch.set_num_threads(1)
     for n in a.lengths:
-        describe(n, *first_errors(a.cell, n, a.samples, a.seed))
+        describe(n, *first_errors(a.cell, n, a.samples, a.seed, overrides))
 
 
 if __name__ == "__main__":

@@ -122,6 +122,24 @@ def test_local_addition_layout_reads_every_digit_one_id_step_from_where_it_is_pr
             assert int(ids[row.index(10)]) == int(ids[batch.answer_index[0, -2]]) + 1
 
 
+@pytest.mark.parametrize("reverse", [True, False])
+def test_cho_addition_layout_puts_both_operators_one_id_before_the_ones_digit(reverse):
+    # Cho et al. 2024's layout: '+' and '=' at the id below the ones digit's (0); with the carry digit
+    # first '=' is one id past it (n + 2). Only '+' differs from the local layout, and only with the ones
+    # digit first (local gives it the carry digit's id there); with the carry digit first they are equal.
+    n = 7
+    cho = make_task("addition", pad_operands=True, reverse_answer=reverse, id_layout="cho")
+    local = make_task("addition", pad_operands=True, reverse_answer=reverse)
+    b, ref = cho.sample(np.random.default_rng(3), 4, n), local.sample(np.random.default_rng(3), 4, n)
+    assert torch.equal(b.tokens, ref.tokens) and torch.equal(b.dependencies, ref.dependencies)
+    row, ids = b.tokens[0].tolist(), b.coupled_ids[0].tolist()
+    plus, eq = row.index(10), row.index(11)
+    assert ids[plus] == 0 and ids[eq] == (0 if reverse else n + 2)
+    differs = [i for i, (x, y) in enumerate(zip(ids, ref.coupled_ids[0].tolist(), strict=True)) if x != y]
+    assert differs == ([plus] if reverse else [])
+    assert (cho.recompute_answer(b) == b.answers()).all()
+
+
 def test_padded_addition_writes_leading_zeros_and_keeps_the_sum():
     plain, padded = make_task("addition"), make_task("addition", pad_operands=True)
     for seed in range(5):

@@ -77,7 +77,27 @@ def test_stable_partition_by_hand():
     assert deps == [[[0, 1], [2, 3], [0, 4], [1, 2], [3, 4]]]
 
 
+@pytest.mark.parametrize("length", [2, 5, 40])
+def test_stable_partition_with_random_kept_counts(length):
+    # kept: random draws 1..n-1 kept tokens per input, so the switch step varies within a length; every
+    # answer is still the stable partition of its input and recomputed from its dependency sets
+    task = make_task("stable_partition", kept="random")
+    batch = task.sample(np.random.default_rng(length), 256, length)
+    x = batch.tokens[:, :length]
+    counts = (x < task.keep).sum(1)
+    assert int(counts.min()) >= 1 and int(counts.max()) <= length - 1
+    if length > 2:
+        assert len(set(counts.tolist())) > 1
+    for row, out in zip(x.tolist(), batch.answers()[:, :-1].tolist(), strict=True):
+        assert out == [t for t in row if t < task.keep] + [t for t in row if t >= task.keep]
+    assert torch.equal(task.recompute_answer(batch), batch.answers())
+    fixed = make_task("stable_partition").sample(np.random.default_rng(length), 256, length)
+    assert len(set((fixed.tokens[:, :length] < task.keep).sum(1).tolist())) == 1
+
+
 def test_bad_parameters_are_config_errors():
+    with pytest.raises(ConfigError, match="kept"):
+        make_task("stable_partition", kept="some")
     with pytest.raises(ConfigError, match="colours"):
         make_task("successor_walk", symbols=10, colours=3)
     with pytest.raises(ConfigError, match="walk_fraction"):

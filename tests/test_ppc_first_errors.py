@@ -48,6 +48,9 @@ def test_first_errors_agree_with_the_run_and_point_at_real_steps(tmp_path, capsy
             assert 0 <= e["step"] <= n  # n outputs and EOS
             assert e["id_right"] or e["got_move"] != e["move"]
         tool.describe(n, samples, errors)
+    # --task-args scores a variant of the evaluation task; restating the cell's own arguments changes nothing
+    assert tool.first_errors(str(cell), 8, 24, task_args={"boundary_id": "start"}) == tool.first_errors(str(cell), 8, 24)
+    assert tool.first_errors(str(cell), 8, 24, task_args={"kept": "random"})[0] == 24
     # the check is not vacuous: some answers are exact and some are not
     assert 0 < sum(float(r["exact_match"]) for r in rows) < len(rows)
     out = capsys.readouterr().out

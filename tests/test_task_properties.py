@@ -39,6 +39,8 @@ VARIANTS: list[tuple[str, dict[str, Any]]] = [
     ("addition", {"reverse_answer": False}),
     ("addition", {"pad_operands": True}),
     ("addition", {"id_layout": "legacy"}),
+    ("addition", {"id_layout": "cho", "pad_operands": True}),
+    ("stable_partition", {"kept": "random"}),
     ("binary_addition", {"reverse_answer": False}),
     ("variable_tracking", {"hops": 0}),
     ("modular_arithmetic", {"modulus": 7}),

@@ -17,7 +17,10 @@ order, at any length:
   the prediction of the carry digit (and then of EOS) reads this marker instead of having to notice
   that no operand digit is left; with the carry digit first it has id 0, one step past the ones digit.
 ``id_layout: legacy`` is the layout of earlier lengen versions (``+`` 0, ``=`` n + 1): the first digit's
-source is then n ids from ``=``, a distance that grows with n.
+source is then n ids from ``=``, a distance that grows with n. ``id_layout: cho`` is Cho et al. 2024's
+(their public data code): ``+`` and ``=`` both take the id one step before the ones digit's (0), and
+with the carry digit first ``=`` takes n + 2. It differs from ``local`` only in ``+`` with the ones digit
+first (the carry digit and EOS are then predicted with no marker at their ids) and equals it otherwise. (EOS keeps id 0 in every layout: lengen's convention.)
 All ids are computable from the layout, so coupling here is never an oracle.
 
 Dependency sets use fixed slots so that the answer can be recomputed from them alone:
@@ -41,6 +44,7 @@ from lengen.registry import param
 from lengen.tasks.base import Batch, Task, make_batch, register_task
 
 PLUS, EQUALS, EOS = 10, 11, 12
+ID_LAYOUTS = ("local", "legacy", "cho")
 
 
 def _digits(rng: np.random.Generator, batch: int, n: int, base: int = 10) -> np.ndarray:
@@ -75,7 +79,8 @@ class Addition(Task):
     pad_operands: bool = param(False, "write the shorter operand with leading zeros up to the longer "
                                       "one's length (Cho et al. 2024): every significance then has two digits")
     id_layout: str = param("local", "coupled ids of '+' and '=': 'local' (each answer digit is read one id "
-                                    "step from the token before it, see the module doc) or 'legacy'")
+                                    "step from the token before it, see the module doc), 'legacy' or 'cho' "
+                                    "(Cho et al. 2024: '+' and '=' one id before the ones digit)")
     operands: str = param("mixed", "'mixed': the shorter operand has 1..n digits; 'exact': both have exactly n "
                                    "digits (Cho et al.'s test set); 'all_carry': both n digits and a carry "
                                    "into every column (ones digits sum to >= 10, every other column to 9)")
@@ -90,8 +95,9 @@ class Addition(Task):
         return {"id_layout": "legacy"} if version < 1 else {}
 
     def __post_init__(self) -> None:
-        if self.id_layout not in ("local", "legacy"):
-            raise ConfigError(f"task addition: id_layout must be 'local' or 'legacy', got {self.id_layout!r}")
+        if self.id_layout not in ID_LAYOUTS:
+            raise ConfigError(f"task addition: id_layout must be one of {', '.join(ID_LAYOUTS)}, got "
+                              f"{self.id_layout!r}")
         if self.operands not in ("mixed", "exact", "all_carry"):
             raise ConfigError(f"task addition: operands must be 'mixed', 'exact' or 'all_carry', got "
                               f"{self.operands!r}")
@@ -132,6 +138,8 @@ class Addition(Task):
                                  c[:, order], np.full((batch, 1), EOS)], axis=1)
         if self.id_layout == "legacy":
             plus, equals = 0, n + 1
+        elif self.id_layout == "cho":
+            plus, equals = 0, (0 if self.reverse_answer else n + 2)
         else:
             plus, equals = (n + 1, 0) if self.reverse_answer else (0, n + 2)
         coupled = np.concatenate([np.arange(na, 0, -1), [plus], np.arange(nb, 0, -1), [equals], order + 1, [0]])

@@ -143,8 +143,7 @@ def make_batch(
 ) -> Batch:
     """Assemble a Batch from numpy arrays; targets are derived from tokens and answer positions."""
     b, t = tokens.shape
-    tok = torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.int64))
-    ans = torch.from_numpy(np.ascontiguousarray(answer_index, dtype=np.int64))
+    tok, ans = _owned(tokens), _owned(answer_index)
     targets = torch.full((b, t), IGNORE, dtype=torch.long)
     targets.scatter_(1, ans, torch.gather(tok, 1, ans + 1))
     return Batch(
@@ -152,11 +151,16 @@ def make_batch(
         targets=targets,
         position_ids=torch.arange(t, dtype=torch.long).expand(b, t).contiguous(),
         answer_index=ans,
-        dependencies=torch.from_numpy(np.ascontiguousarray(dependencies, dtype=np.int64)),
+        dependencies=_owned(dependencies),
         prompt_length=prompt_length,
-        coupled_ids=None if coupled_ids is None else torch.from_numpy(
-            np.ascontiguousarray(coupled_ids, dtype=np.int64)),
+        coupled_ids=None if coupled_ids is None else _owned(coupled_ids),
     )
+
+
+def _owned(a: np.ndarray) -> torch.Tensor:
+    """An int64 tensor with its own memory: tasks pass np.broadcast_to views, which are read-only (and
+    np.ascontiguousarray keeps a one-row view as it is, so torch warned about non-writable arrays)."""
+    return torch.from_numpy(np.array(a, dtype=np.int64, order="C", copy=True))
 
 
 TASKS: Registry[Task] = Registry("task")
