@@ -5,6 +5,7 @@ Each test is one case from the issue's list; the mutation battery is in test_con
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import time
@@ -253,6 +254,25 @@ def test_a_different_experiment_is_refused_and_nothing_changes(finished_run, tmp
     assert "holds a different experiment" in err and "train.steps: 20 in the folder, 30 now" in err
     assert "--force" in err
     assert snapshot(tmp_path) == before
+
+
+def test_an_experiment_with_cells_added_resumes_and_trains_only_the_new_ones(finished_run, tmp_path, capsys):
+    # more seeds for a finished run: the cell already there is kept as it is, only seed 1 is trained,
+    # and results.csv and experiment.yaml cover both; dropping a cell again is a different experiment
+    out = copy_tree(finished_run, tmp_path / "run")
+    old_cell = next((out / "cells").iterdir())
+    kept = snapshot(old_cell)
+    more = write_exp(tmp_path / "more.yaml", seeds=[0, 1], train={"steps": 20, "checkpoint_every": 10})
+    assert main(["run", str(more), "--out", str(out), "--quiet", "--workers", "1"]) == 0
+    assert snapshot(old_cell) == kept
+    assert len(list((out / "cells").iterdir())) == 2
+    with (out / "results.csv").open() as f:
+        assert {row["seed"] for row in csv.DictReader(f)} == {"0", "1"}
+    assert yaml.safe_load((out / "experiment.yaml").read_text())["seeds"] == [0, 1]
+    fewer = write_exp(tmp_path / "fewer.yaml", seeds=[1], train={"steps": 20, "checkpoint_every": 10})
+    capsys.readouterr()
+    err = one_line_error(capsys, ["run", str(fewer), "--out", str(out)])
+    assert "holds a different experiment" in err and "seeds" in err
 
 
 def test_force_moves_the_old_run_aside(finished_run, tmp_path, capsys, monkeypatch):

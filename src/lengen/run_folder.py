@@ -6,6 +6,9 @@ forces it, and then the old contents are moved aside (``<folder>.replaced-<time>
 "Same" means the same cells (their keys are digests of every setting that changes a result, with
 settings left at their defaults dropped, so a lengen upgrade that adds an option still resumes) and
 the same language analysis and idealized learner; ``workers`` and ``description`` do not matter.
+An experiment that *extends* the folder's (the same, with cells added: more seeds, schemes or tasks)
+also resumes: the cells already there keep their keys and are not retrained, only the new ones run,
+and the folder's ``experiment.yaml`` becomes the extended one. Dropping a cell is a difference.
 """
 
 from __future__ import annotations
@@ -103,9 +106,18 @@ def _difference(cfg: ExperimentConfig, out_dir: Path) -> str | None:
         old = parse_experiment(as_written_back(raw), str(stored))
     except (LengenError, OSError, ValueError) as e:  # ValueError covers YAML and decoding errors
         return f"its {CONFIG_FILE} cannot be read by this lengen: {short_repr(str(e), 120)}"
-    if identity(old) == identity(cfg):
+    if identity(old) == identity(cfg) or extends(cfg, old):
         return None
     return first_difference(raw, cfg.to_dict()) or "the cells differ"
+
+
+def extends(new: ExperimentConfig, old: ExperimentConfig) -> bool:
+    """``new`` is ``old`` with cells added (e.g. more seeds) and nothing else changed: every cell of
+    ``old`` is a cell of ``new`` (same key, so same settings), and so are the experiment's name, its
+    language analysis and its idealized learner."""
+    a, b = identity(old), identity(new)
+    return ({k: v for k, v in a.items() if k != "cells"} == {k: v for k, v in b.items() if k != "cells"}
+            and set(a["cells"]) <= set(b["cells"]))
 
 
 def clean_stale_temp(out_dir: Path) -> list[Path]:
