@@ -20,7 +20,8 @@ order, at any length:
 source is then n ids from ``=``, a distance that grows with n. ``id_layout: cho`` is Cho et al. 2024's
 (their public data code): ``+`` and ``=`` both take the id one step before the ones digit's (0), and
 with the carry digit first ``=`` takes n + 2. It differs from ``local`` only in ``+`` with the ones digit
-first (the carry digit and EOS are then predicted with no marker at their ids) and equals it otherwise. (EOS keeps id 0 in every layout: lengen's convention.)
+first (the carry digit and EOS are then predicted with no marker at their ids) and equals it otherwise.
+EOS keeps id 0 in every layout (lengen's convention, not taken from their code).
 All ids are computable from the layout, so coupling here is never an oracle.
 
 Dependency sets use fixed slots so that the answer can be recomputed from them alone:
