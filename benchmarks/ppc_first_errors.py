@@ -20,9 +20,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
 from lengen.checkpoint import load_model
+from lengen.cli.train import parse_assignments
+from lengen.errors import ConfigError, LengenError
 from lengen.evaluate import evaluate_at, generation_scorer
 from lengen.metrics import DEFAULT_METRICS, Scored
 from lengen.tasks import Batch
@@ -95,15 +96,17 @@ def main() -> None:
     p.add_argument("--task-args", nargs="*", default=[], metavar="KEY=VALUE",
                    help="override arguments of the cell's evaluation task")
     a = p.parse_args()
-    overrides = {}
-    for item in a.task_args:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            p.error(f"--task-args: expected KEY=VALUE, got {item!r}")
-        overrides[key] = yaml.safe_load(value)
+    try:
+        overrides = parse_assignments(a.task_args, "--task-args")
+    except ConfigError as e:
+        p.error(str(e))
     torch.set_num_threads(1)
     for n in a.lengths:
-        describe(n, *first_errors(a.cell, n, a.samples, a.seed, overrides))
+        try:
+            scored = first_errors(a.cell, n, a.samples, a.seed, overrides)
+        except LengenError as e:  # a missing or foreign cell folder, a bad task argument: one line
+            p.exit(2, f"{p.prog}: error: {e}\n")
+        describe(n, *scored)
 
 
 if __name__ == "__main__":
