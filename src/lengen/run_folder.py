@@ -106,18 +106,19 @@ def _difference(cfg: ExperimentConfig, out_dir: Path) -> str | None:
         old = parse_experiment(as_written_back(raw), str(stored))
     except (LengenError, OSError, ValueError) as e:  # ValueError covers YAML and decoding errors
         return f"its {CONFIG_FILE} cannot be read by this lengen: {short_repr(str(e), 120)}"
-    if identity(old) == identity(cfg) or extends(cfg, old):
+    before, now = identity(old), identity(cfg)
+    if before == now or extends(now, before):
         return None
     return first_difference(raw, cfg.to_dict()) or "the cells differ"
 
 
-def extends(new: ExperimentConfig, old: ExperimentConfig) -> bool:
-    """``new`` is ``old`` with cells added (e.g. more seeds) and nothing else changed: every cell of
-    ``old`` is a cell of ``new`` (same key, so same settings), and so are the experiment's name, its
-    language analysis and its idealized learner."""
-    a, b = identity(old), identity(new)
-    return ({k: v for k, v in a.items() if k != "cells"} == {k: v for k, v in b.items() if k != "cells"}
-            and set(a["cells"]) <= set(b["cells"]))
+def extends(new: dict[str, Any], old: dict[str, Any]) -> bool:
+    """Identity ``new`` is ``old`` with cells added (e.g. more seeds) and nothing else changed: every
+    cell of ``old`` is a cell of ``new`` (same key, so same settings), and so are the experiment's name,
+    its language analysis and its idealized learner."""
+    def rest(d: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in d.items() if k != "cells"}
+    return rest(new) == rest(old) and set(old["cells"]) <= set(new["cells"])
 
 
 def clean_stale_temp(out_dir: Path) -> list[Path]:
