@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from lengen.checkpoint import load_model
-from lengen.cli.train import parse_assignments
+from lengen.cli.arguments import parse_assignments
 from lengen.errors import ConfigError, LengenError
 from lengen.evaluate import evaluate_at, generation_scorer
 from lengen.metrics import DEFAULT_METRICS, Scored

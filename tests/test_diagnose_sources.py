@@ -227,3 +227,11 @@ def test_read_texts_plain_file(tmp_path: Path) -> None:
     assert read_texts(path) == ["hello\nworld\n"]
     with pytest.raises(LengenError, match="data file not found"):
         read_texts(tmp_path / "missing.txt")
+
+
+def test_a_bad_task_argument_is_one_line(tiny_llama: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # the same parser as lengen train's --task-arg (lengen.cli.arguments), so the same message
+    assert run_cli("--model", str(tiny_llama), "--task", "sparse_parity", "--task-arg", "k", "--out",
+                   str(tmp_path / "o")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--task-arg expects key=value, got 'k'" in err[0], err

@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
-from lengen.config import MAX_THREADS
+from lengen.cli.arguments import check_threads, parse_assignments
 from lengen.diagnose.ablation import AblationConfig, truncation_grid
 from lengen.diagnose.report import Thresholds, verdict, write_report
 from lengen.diagnose.run import RunSettings, run_diagnosis, summarize
@@ -28,16 +27,6 @@ from lengen.tasks import TASKS, make_task
 from lengen.text.corpus import read_texts
 
 
-def _task_args(pairs: list[str]) -> dict[str, Any]:
-    out = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise LengenError(f"--task-arg {pair!r}: expected KEY=VALUE")
-        key, value = pair.split("=", 1)
-        out[key] = yaml.safe_load(value)
-    return out
-
-
 def with_task_args(task: Any, overrides: dict[str, Any]) -> Any:
     """The same task with some parameters changed (validated as any task parameter is)."""
 
@@ -47,18 +36,18 @@ def with_task_args(task: Any, overrides: dict[str, Any]) -> Any:
 
 def _task_data(args: argparse.Namespace, handle: ModelHandle, identity: dict[str, Any]) -> tuple[Queries, str]:
     """The queries of task data (--task, or a lengen checkpoint's own task) and the report's title."""
-    task = make_task(args.task, **_task_args(args.task_arg)) if args.task else handle.task
+    task = make_task(args.task, **parse_assignments(args.task_arg, "--task-arg")) if args.task else handle.task
     if task is None:
         raise LengenError("no data: give --task, --text or --jsonl (only lengen checkpoints bring a task)")
     if args.task_arg and not args.task:  # change the checkpoint's own task (e.g. k_min=null)
-        task = with_task_args(task, _task_args(args.task_arg))
+        task = with_task_args(task, parse_assignments(args.task_arg, "--task-arg"))
     if task.vocab_size > handle.vocab_size:
         raise LengenError(f"task {task.name} has {task.vocab_size} tokens but the model only {handle.vocab_size}")
     length = args.length or 2 * task.min_length() + 8
     task.check_length(length)
     queries = task_queries(task, length, args.budget, args.seed)
     handle.check_length(queries.tokens.shape[1], f"task {task.name} at length {length}: a sequence")
-    identity.update(task=task.name, task_args=_task_args(args.task_arg), length=length, samples=args.budget)
+    identity.update(task=task.name, task_args=parse_assignments(args.task_arg, "--task-arg"), length=length, samples=args.budget)
     title = f"Dependency diagnosis: task {task.name} (length {length}) on {handle.description}"
     return queries, title
 
@@ -88,8 +77,7 @@ MAX_QUERY_TOKENS = 10_000_000  # task samples x length, held in memory at once
 
 def _check_flags(args: argparse.Namespace) -> None:
     """One line for a number flag that cannot work, before the model is loaded or anything is written."""
-    if not 0 <= args.threads <= MAX_THREADS:
-        raise LengenError(f"--threads must be between 0 (torch's default) and {MAX_THREADS}, got {args.threads}")
+    check_threads(args.threads, 0, " (torch's default)")
     at_least = {"--budget": (args.budget, 1), "--window": (args.window, 1), "--length": (args.length, 1),
                 "--max-tokens": (args.max_tokens, 1), "--seed": (args.seed, 0), "--far": (args.far, 1),
                 "--baseline-pilot": (args.baseline_pilot, 0), "--strict-k": (args.strict_k, 0),

@@ -4,24 +4,11 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
-import yaml
-
+from lengen.cli.arguments import parse_assignments
 from lengen.cli.run import add_safety_flags, execute
 from lengen.config_parse import parse_experiment
 from lengen.errors import ConfigError
-
-
-def parse_assignments(items: list[str] | None, what: str) -> dict[str, Any]:
-    """``key=value`` pairs; values are read as YAML scalars (3 -> int, none -> None, true -> bool)."""
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"{what} expects key=value, got {item!r}")
-        out[key] = yaml.safe_load(value) if value.lower() not in ("none", "null") else None
-    return out
 
 
 def parse_lengths(text: str) -> list[int]:
