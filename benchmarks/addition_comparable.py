@@ -110,25 +110,28 @@ def main() -> None:
                 start = time.perf_counter()
                 em = exact_match(model, task, n, args.samples, cell.eval.seed, cell.train.ids, batch, device,
                                  args.mode == "teacher")
-                rows.append({"scheme": cell.scheme.label, "seed": cell.seed, "test_set": test_set, "digits": n,
+                rows.append({"scheme": cell.scheme.label, "id_layout": task.id_layout, "seed": cell.seed,
+                             "test_set": test_set, "digits": n,
                              "train_max_digits": cell.train.max_len, "samples": args.samples, "mode": args.mode,
                              "exact_match": em,
                              "wall_s": round(time.perf_counter() - start, 1)})
-                print(f"{cell.scheme.label} seed {cell.seed} {test_set} n={n}: {em:.4f}", flush=True)
+                print(f"{cell.scheme.label} ({task.id_layout} layout) seed {cell.seed} {test_set} n={n}: {em:.4f}",
+                      flush=True)
     if args.out is not None:
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
         atomic_write_text(args.out, buf.getvalue())
-    table: dict[tuple[str, str], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    # one row per scheme label *and* id layout: a run may train the same label on several layouts
+    table: dict[tuple[str, str, str], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
-        table[(r["scheme"], r["test_set"])][r["digits"]].append(r["exact_match"])
-    print("| scheme | test set | " + " | ".join(f"{n} digits" for n in args.lengths) + " |")
-    print("|---|---|" + "---|" * len(args.lengths))
-    for (scheme, test_set), by_n in sorted(table.items()):
+        table[(r["scheme"], r["id_layout"], r["test_set"])][r["digits"]].append(r["exact_match"])
+    print("| scheme | id layout | test set | " + " | ".join(f"{n} digits" for n in args.lengths) + " |")
+    print("|---|---|---|" + "---|" * len(args.lengths))
+    for (scheme, layout, test_set), by_n in sorted(table.items()):
         cols = [f"{np.mean(v):.4f} (min {min(v):.4f})" for n in args.lengths for v in [by_n[n]]]
-        print(f"| {scheme} | {test_set} | " + " | ".join(cols) + " |")
+        print(f"| {scheme} | {layout} | {test_set} | " + " | ".join(cols) + " |")
 
 
 if __name__ == "__main__":
