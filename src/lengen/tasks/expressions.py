@@ -10,11 +10,37 @@ tokens are a negated digit), so every length >= 1 can be sampled.
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 
 import numpy as np
 
+from lengen.errors import ConfigError
+from lengen.registry import param
+from lengen.tasks.base import Task
+
 PLUS, MINUS, TIMES, OPEN, CLOSE, X, EQUALS, QUERY = range(8)  # offsets from the modulus p
 NAMES = ["+", "-", "*", "(", ")", "x", "=", "?"]
+
+
+@dataclass
+class ModularVocabTask(Task):
+    """The vocabulary every task over these expressions shares: digits 0..p-1, then the operators."""
+
+    modulus: int = param(5, "the modulus p (digits 0..p-1)")
+
+    def __post_init__(self) -> None:
+        if self.modulus < 2:
+            raise ConfigError(f"task {self.name}: modulus must be >= 2, got {self.modulus}")
+
+    @property
+    def vocab_size(self) -> int:
+        return self.modulus + len(NAMES)
+
+    def token_names(self) -> list[str]:
+        return token_names(self.modulus)
+
+    def chance_accuracy(self) -> float:
+        return 1 / self.modulus
 
 
 def python_rng(rng: np.random.Generator) -> random.Random:

@@ -14,31 +14,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from lengen.errors import ConfigError
-from lengen.registry import param
 from lengen.tasks import expressions as ex
-from lengen.tasks.base import Batch, Task, register_task
+from lengen.tasks.base import Batch, register_task
 from lengen.tasks.layouts import all_positions, classification_batch, dependency_tokens
 
 
 @dataclass
-class _ModularTask(Task):
-    modulus: int = param(5, "the modulus p (digits 0..p-1)")
-
-    def __post_init__(self) -> None:
-        if self.modulus < 2:
-            raise ConfigError(f"task {self.name}: modulus must be >= 2, got {self.modulus}")
-
-    @property
-    def vocab_size(self) -> int:
-        return self.modulus + len(ex.NAMES)
-
-    def token_names(self) -> list[str]:
-        return ex.token_names(self.modulus)
-
-    def chance_accuracy(self) -> float:
-        return 1 / self.modulus
-
+class _ModularTask(ex.ModularVocabTask):
     def expressions(self, rng: np.random.Generator, batch: int, length: int) -> np.ndarray:
         raise NotImplementedError
 

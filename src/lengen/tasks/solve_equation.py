@@ -12,33 +12,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from lengen.errors import ConfigError
-from lengen.registry import param
 from lengen.tasks import expressions as ex
-from lengen.tasks.base import Batch, Task, register_task
+from lengen.tasks.base import Batch, register_task
 from lengen.tasks.layouts import all_positions, classification_batch, dependency_tokens
 
 
 @register_task("solve_equation")
 @dataclass
-class SolveEquation(Task):
+class SolveEquation(ex.ModularVocabTask):
     """expr(x) = v (mod p, + - and brackets, `length` tokens on the left) -> x."""
-
-    modulus: int = param(5, "the modulus p (digits 0..p-1)")
-
-    def __post_init__(self) -> None:
-        if self.modulus < 2:
-            raise ConfigError(f"task solve_equation: modulus must be >= 2, got {self.modulus}")
-
-    @property
-    def vocab_size(self) -> int:
-        return self.modulus + len(ex.NAMES)
-
-    def token_names(self) -> list[str]:
-        return ex.token_names(self.modulus)
-
-    def chance_accuracy(self) -> float:
-        return 1 / self.modulus
 
     def sample(self, rng: np.random.Generator, batch: int, length: int) -> Batch:
         self.check_length(length)
