@@ -128,6 +128,7 @@ def test_smollm2_gguf_loads_when_installed() -> None:
     (b"\xff\xfe not utf8", "is not UTF-8"),
     (b'{"body": "x"}\n', "no field 'text'"),
     (b'{"text": "x"\n', "not valid JSON"),
+    (b'["x"]\n', "data.jsonl:1: a record must be a JSON object"),  # the reader lengen check uses too
 ])
 def test_bad_data_file_is_one_clear_error(tiny_llama: Path, tmp_path: Path, content: bytes, message: str,
                                           capsys: pytest.CaptureFixture[str]) -> None:

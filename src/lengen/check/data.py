@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from lengen.errors import LengenError
-from lengen.text.corpus import NAMED_CORPORA, read_documents, split_documents
+from lengen.text.corpus import NAMED_CORPORA, jsonl_records, read_documents, split_documents
 from lengen.text.tokenizers import gpt2_tokenizer
 
 SUFFIXES = (".txt", ".jsonl", ".ndjson", ".csv")
@@ -72,15 +72,7 @@ def _decode(path: Path) -> str:
 def _jsonl(path: Path, text: str, field: str | None) -> tuple[list[str], list[list[int]]]:
     texts: list[str] = []
     ids: list[list[int]] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise LengenError(f"{path}:{number}: not valid JSON ({e.msg})") from None
-        if not isinstance(obj, dict):
-            raise LengenError(f"{path}:{number}: a record must be a JSON object")
+    for number, obj in jsonl_records(path, text):
         key = field or next((k for k in ("text", "tokens", "ids") if k in obj), None)
         if key is None or key not in obj:
             raise LengenError(f"{path}:{number}: no field {field or 'text'!r} (name the field with --field)")

@@ -27,9 +27,10 @@ import importlib.util
 import io
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -89,6 +90,20 @@ def _decode(path: Path, raw: bytes) -> str:
         raise LengenError(f"{path} is not UTF-8 text (invalid byte at offset {e.start})") from None
 
 
+def jsonl_records(path: Path, text: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, record) of every non-blank line of a JSONL file; one error line names the first bad one."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise LengenError(f"{path}:{number}: not valid JSON ({e.msg})") from None
+        if not isinstance(obj, dict):
+            raise LengenError(f"{path}:{number}: a record must be a JSON object")
+        yield number, obj
+
+
 def read_texts(path: str | Path, field_name: str | None = None) -> list[str]:
     """Documents of a UTF-8 text file (one document) or of a JSONL file (``field_name`` of each line,
     default ``text``), with one clear error line for a missing, empty, non-UTF-8 or malformed file."""
@@ -106,14 +121,8 @@ def read_texts(path: str | Path, field_name: str | None = None) -> list[str]:
         return [text]
     key = field_name or "text"
     docs = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise LengenError(f"{path}:{number}: not valid JSON ({e.msg})") from None
-        if not isinstance(obj, dict) or key not in obj:
+    for number, obj in jsonl_records(path, text):
+        if key not in obj:
             raise LengenError(f"{path}:{number}: no field {key!r} (use --field to name the text field)")
         if not isinstance(obj[key], str):
             raise LengenError(f"{path}:{number}: field {key!r} is not a string")
