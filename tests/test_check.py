@@ -430,6 +430,11 @@ def test_existing_model_step3_tries_each_rope_scaling_and_restores_the_model(tmp
     assert set(step3) == {"as is", "linear", "dynamic", "yarn"}
     assert all(math.isfinite(v["rise"]) for v in step3.values())
     assert step3["linear"]["ranges"][0]["loss"] != step3["as is"]["ranges"][0]["loss"]  # the change took effect
+    report = (tmp_path / "out" / "report.html").read_text()
+    assert "Step 2: short train, long eval" in report and "Step 3: your model beyond its context" in report
+    for label, t in step3.items():  # every scaling's every range is a row of the report, with its loss
+        for r in t["ranges"]:
+            assert f"<tr><td>{label}</td><td>[{r['start']}, {r['end']})</td><td>{r['loss']:.3f}</td>" in report
 
     from lengen.check.existing import load_hf, set_rope
 

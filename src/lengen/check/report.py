@@ -66,6 +66,18 @@ def figures(summary: dict[str, Any], dep: Dependence, losses2: dict[str, np.ndar
     return out
 
 
+def _loss_ranges(title: str, first: str, rise: str, tables: dict[str, Any]) -> list[str]:
+    """A section with one row per (model, position range): loss and its rise, each with its interval."""
+    e = html.escape
+    rows = [f"<h2>{e(title)}</h2><table><tr><th>{e(first)}</th><th>range</th><th>loss</th><th>95% CI</th>"
+            f"<th>{e(rise)}</th><th>95% CI</th></tr>"]
+    for label, t in tables.items():
+        for r in t["ranges"]:
+            rows.append(f"<tr><td>{e(label)}</td><td>[{r['start']}, {r['end']})</td><td>{r['loss']:.3f}</td>"
+                        f"<td>{_fmt(r['loss_ci'])}</td><td>{r['rise']:+.3f}</td><td>{_fmt(r['rise_ci'])}</td></tr>")
+    return [*rows, "</table>"]
+
+
 def _fmt(x: Any) -> str:
     if isinstance(x, float):
         return f"{x:.3f}"
@@ -97,21 +109,10 @@ def write_report(out: Path, summary: dict[str, Any], dep: Dependence, losses2: d
                 "share_reach_beyond_n", "share_reach_beyond_n_ci", "dense_tokens_p90", "dense_tokens_p90_ci",
                 "median_damage_at_reach", "spearman_reach_damage", "median_damage_inside"):
         parts.append(f"<tr><th>{e(key)}</th><td>{e(_fmt(s1[key]))}</td></tr>")
-    parts.append("</table><h2>Step 2: short train, long eval</h2><table><tr><th>model</th><th>range</th>"
-                 "<th>loss</th><th>95% CI</th><th>rise over [N/2, N)</th><th>95% CI</th></tr>")
-    for label, t in summary["step2"].items():
-        for r in t["ranges"]:
-            parts.append(f"<tr><td>{e(label)}</td><td>[{r['start']}, {r['end']})</td><td>{r['loss']:.3f}</td>"
-                         f"<td>{_fmt(r['loss_ci'])}</td><td>{r['rise']:+.3f}</td><td>{_fmt(r['rise_ci'])}</td></tr>")
     parts.append("</table>")
+    parts += _loss_ranges("Step 2: short train, long eval", "model", "rise over [N/2, N)", summary["step2"])
     if summary.get("step3"):
-        parts.append("<h2>Step 3: your model beyond its context</h2><table><tr><th>RoPE</th><th>range</th>"
-                     "<th>loss</th><th>95% CI</th><th>rise</th><th>95% CI</th></tr>")
-        for label, t in summary["step3"].items():
-            for r in t["ranges"]:
-                parts.append(f"<tr><td>{e(label)}</td><td>[{r['start']}, {r['end']})</td><td>{r['loss']:.3f}</td>"
-                             f"<td>{_fmt(r['loss_ci'])}</td><td>{r['rise']:+.3f}</td><td>{_fmt(r['rise_ci'])}</td></tr>")
-        parts.append("</table>")
+        parts += _loss_ranges("Step 3: your model beyond its context", "RoPE", "rise", summary["step3"])
     parts.append("<h2>Cost of each option</h2><ul>" +
                  "".join(f"<li>{e(k)}: {e(str(c))}</li>" for k, c in summary["costs"].items()) + "</ul>")
     parts.append("<h2>Figures</h2>")
