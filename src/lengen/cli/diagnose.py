@@ -36,18 +36,19 @@ def with_task_args(task: Any, overrides: dict[str, Any]) -> Any:
 
 def _task_data(args: argparse.Namespace, handle: ModelHandle, identity: dict[str, Any]) -> tuple[Queries, str]:
     """The queries of task data (--task, or a lengen checkpoint's own task) and the report's title."""
-    task = make_task(args.task, **parse_assignments(args.task_arg, "--task-arg")) if args.task else handle.task
+    overrides = parse_assignments(args.task_arg, "--task-arg")
+    task = make_task(args.task, **overrides) if args.task else handle.task
     if task is None:
         raise LengenError("no data: give --task, --text or --jsonl (only lengen checkpoints bring a task)")
-    if args.task_arg and not args.task:  # change the checkpoint's own task (e.g. k_min=null)
-        task = with_task_args(task, parse_assignments(args.task_arg, "--task-arg"))
+    if overrides and not args.task:  # change the checkpoint's own task (e.g. k_min=null)
+        task = with_task_args(task, overrides)
     if task.vocab_size > handle.vocab_size:
         raise LengenError(f"task {task.name} has {task.vocab_size} tokens but the model only {handle.vocab_size}")
     length = args.length or 2 * task.min_length() + 8
     task.check_length(length)
     queries = task_queries(task, length, args.budget, args.seed)
     handle.check_length(queries.tokens.shape[1], f"task {task.name} at length {length}: a sequence")
-    identity.update(task=task.name, task_args=parse_assignments(args.task_arg, "--task-arg"), length=length, samples=args.budget)
+    identity.update(task=task.name, task_args=overrides, length=length, samples=args.budget)
     title = f"Dependency diagnosis: task {task.name} (length {length}) on {handle.description}"
     return queries, title
 
