@@ -85,3 +85,23 @@ def test_two_process_ddp_matches_one_process_at_the_same_global_batch(tmp_path):
     code, err = run_ddp(other, out)
     assert code != 0 and "lengen.ddp: error:" in err and "holds a different experiment" in err, err[-2000:]
     assert err.count("lengen.ddp: error:") == 1  # rank 0 alone reports; rank 1 was released
+
+
+def test_a_process_that_ran_ddp_exits_with_its_code_and_flushed_output_without_finalizing():
+    # torch keeps a DDP process group's worker threads alive after destroy_process_group; finalizing
+    # the interpreter while one releases tensors aborted about 1 run in 10 (SIGABRT after the results
+    # were written). exit_process skips finalization, but must keep the exit code and buffered output.
+    script = ("import atexit, sys; import lengen.backends.ddp as d; d._JOINED_A_GROUP = True; "
+              "atexit.register(lambda: print('finalized')); sys.stdout.write('kept'); "
+              "sys.stderr.write('err kept'); d.exit_process(3)")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (3, "kept", "err kept")
+
+
+def test_a_process_that_did_not_run_ddp_exits_normally():
+    from lengen.backends.ddp import exit_process, joined_a_group
+
+    assert not joined_a_group()
+    with pytest.raises(SystemExit) as e:
+        exit_process(4)
+    assert e.value.code == 4

@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from lengen.backends.ddp import DDPBackend
+from lengen.backends.ddp import DDPBackend, exit_process
 from lengen.config_parse import default_experiment_path, load_experiment
 from lengen.errors import LengenError
 from lengen.experiment import run_experiment
@@ -57,4 +57,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

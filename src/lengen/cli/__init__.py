@@ -47,10 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     on_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupt) if on_main_thread else None
     try:
-        return _main(argv)
+        code = _main(argv)
     finally:
         if on_main_thread:
             signal.signal(signal.SIGTERM, previous)
+    ddp = sys.modules.get("lengen.backends.ddp")  # loaded only when the run could have used DDP
+    if ddp is not None and ddp.joined_a_group() and argv is None:  # a console run, not a call from Python
+        ddp.exit_process(code)
+    return code
 
 
 def _main(argv: list[str] | None) -> int:
