@@ -1,0 +1,83 @@
+"""Cross-evaluation for experiments/locality_window.yaml: score every trained model on the test inputs of
+every window setting, so that "trained local" and "tested local" can be told apart.
+
+    python docs/locality_scripts/cross_eval.py RUN_DIR [--lengths 320] [--samples 256]
+
+Prints, per scheme, a table train window x test window of the mean accuracy (95% t-interval over seeds)
+of the models that learned in distribution. The diagonal repeats results.csv (same evaluation seed);
+off the diagonal a model meets planted bits closer together or farther apart than it was trained on.
+Then, per scheme, the within-model difference: each model's accuracy on inputs with the narrowest
+window minus its accuracy on inputs with the bits anywhere, mean [95% t] over every model of the scheme.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+from lengen.checkpoint import load_model
+from lengen.evaluate import evaluate_length
+from lengen.report.aggregate import summarize
+from lengen.tasks import make_task
+
+
+def label(window: int | None) -> str:
+    return "anywhere" if window is None else str(window)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("run", type=Path)
+    p.add_argument("--lengths", type=int, nargs="+", default=[320])
+    p.add_argument("--samples", type=int, default=256)
+    args = p.parse_args()
+    torch.set_num_threads(2)
+    learned = {}
+    with open(args.run / "results.csv") as f:
+        for r in csv.DictReader(f):
+            learned[r["scheme"], r["window"] or "anywhere", r["seed"]] = r["learned"] == "True"
+    cells = sorted((args.run / "cells").iterdir())
+    windows = sorted({load_model(c).cell.task_args.get("window") for c in cells}, key=lambda w: (w is None, w or 0))
+    acc: dict[tuple[str, str, str, int], list[float]] = defaultdict(list)
+    per_model: dict[tuple[str, str, int], dict[str, float]] = defaultdict(dict)  # (scheme, cell, n) -> tested
+    for c in cells:
+        loaded = load_model(c)
+        cell = loaded.cell
+        trained = label(cell.task_args.get("window"))
+        if not learned.get((cell.scheme.label, trained, str(cell.seed)), False):
+            continue
+        for w in windows:
+            task = make_task(cell.task, **{**cell.task_args, "k_min": None, "window": w})
+            for n in args.lengths:
+                row = evaluate_length(loaded.model, task, n, args.samples, cell.eval.seed)
+                acc[cell.scheme.label, trained, label(w), n].append(row["accuracy"])
+                per_model[cell.scheme.label, c.name, n][label(w)] = row["accuracy"]
+    for n in args.lengths:
+        print(f"\naccuracy at length {n}: rows = trained window, columns = tested window")
+        for scheme in sorted({k[0] for k in acc}):
+            print(f"\n{scheme}\n| trained \\ tested | " + " | ".join(label(w) for w in windows) + " |")
+            print("|---|" + "---|" * len(windows))
+            for t in windows:
+                cols = []
+                for w in windows:
+                    v = acc.get((scheme, label(t), label(w), n), [])
+                    s = summarize(v) if v else None
+                    cols.append("-" if s is None else f"{s.mean:.3f}" + (f" [{s.low:.2f}, {s.high:.2f}]" if s.n > 1 else "")
+                                + f" ({s.n})")
+                print(f"| {label(t)} | " + " | ".join(cols) + " |")
+        narrow, wide = label(windows[0]), label(windows[-1])
+        print(f"\nsame model, tested on window {narrow} minus tested {wide}, at length {n} (every model of the scheme)")
+        print("| scheme | difference, mean [95% t] | models |\n|---|---|---|")
+        for scheme in sorted({k[0] for k in per_model}):
+            diffs = [v[narrow] - v[wide] for (s_, _, m), v in per_model.items() if s_ == scheme and m == n]
+            d = summarize(diffs, -math.inf, math.inf)
+            print(f"| {scheme} | {d.mean:+.3f} [{d.low:+.3f}, {d.high:+.3f}] | {d.n} |")
+
+
+if __name__ == "__main__":
+    main()
