@@ -41,11 +41,11 @@ def main() -> None:
     with open(args.run / "results.csv") as f:
         for r in csv.DictReader(f):
             learned[r["scheme"], r["window"] or "anywhere", r["seed"]] = r["learned"] == "True"
-    cells = sorted((args.run / "cells").iterdir())
-    windows = sorted({load_model(c).cell.task_args.get("window") for c in cells}, key=lambda w: (w is None, w or 0))
-    acc: dict[tuple[str, str, str, int], list[float]] = defaultdict(list)
-    per_model: dict[tuple[str, str, int], dict[str, float]] = defaultdict(dict)  # (scheme, cell, n) -> tested
-    for c in cells:
+    # the window settings of the run, from results.csv (narrowest first, "anywhere" last)
+    windows = sorted({None if w == "anywhere" else int(w) for _, w, _ in learned}, key=lambda w: (w is None, w or 0))
+    # (scheme, trained window, cell, length) -> {tested window: accuracy}, for the models that learned
+    scores: dict[tuple[str, str, str, int], dict[str, float]] = defaultdict(dict)
+    for c in sorted((args.run / "cells").iterdir()):
         loaded = load_model(c)
         cell = loaded.cell
         trained = label(cell.task_args.get("window"))
@@ -55,17 +55,17 @@ def main() -> None:
             task = make_task(cell.task, **{**cell.task_args, "k_min": None, "window": w})
             for n in args.lengths:
                 row = evaluate_length(loaded.model, task, n, args.samples, cell.eval.seed)
-                acc[cell.scheme.label, trained, label(w), n].append(row["accuracy"])
-                per_model[cell.scheme.label, c.name, n][label(w)] = row["accuracy"]
+                scores[cell.scheme.label, trained, c.name, n][label(w)] = row["accuracy"]
     for n in args.lengths:
         print(f"\naccuracy at length {n}: rows = trained window, columns = tested window")
-        for scheme in sorted({k[0] for k in acc}):
+        for scheme in sorted({k[0] for k in scores}):
             print(f"\n{scheme}\n| trained \\ tested | " + " | ".join(label(w) for w in windows) + " |")
             print("|---|" + "---|" * len(windows))
             for t in windows:
                 cols = []
                 for w in windows:
-                    v = acc.get((scheme, label(t), label(w), n), [])
+                    v = [tested[label(w)] for (s_, t_, _, m), tested in scores.items()
+                         if (s_, t_, m) == (scheme, label(t), n)]
                     s = summarize(v) if v else None
                     cols.append("-" if s is None else f"{s.mean:.3f}" + (f" [{s.low:.2f}, {s.high:.2f}]" if s.n > 1 else "")
                                 + f" ({s.n})")
@@ -73,8 +73,8 @@ def main() -> None:
         narrow, wide = label(windows[0]), label(windows[-1])
         print(f"\nsame model, tested on window {narrow} minus tested {wide}, at length {n} (every model of the scheme)")
         print("| scheme | difference, mean [95% t] | models |\n|---|---|---|")
-        for scheme in sorted({k[0] for k in per_model}):
-            diffs = [v[narrow] - v[wide] for (s_, _, m), v in per_model.items() if s_ == scheme and m == n]
+        for scheme in sorted({k[0] for k in scores}):
+            diffs = [v[narrow] - v[wide] for (s_, _, _, m), v in scores.items() if s_ == scheme and m == n]
             d = summarize(diffs, -math.inf, math.inf)
             print(f"| {scheme} | {d.mean:+.3f} [{d.low:+.3f}, {d.high:+.3f}] | {d.n} |")
 

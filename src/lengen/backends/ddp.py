@@ -125,7 +125,7 @@ def exit_process(code: int) -> NoReturn:
     ``destroy_process_group`` (measured with torch 2.13: gloo's ``pt_gloo_runloop`` threads survive it),
     so a worker thread may still be releasing the tensors of the last collective when the interpreter
     finalizes; it then needs the GIL, and the process aborts ("terminate called without an active
-    exception", SIGABRT, after every result was written; about 1 run in 10 here). Results, checkpoints
+    exception", SIGABRT, after every result was written; 3 runs in 46 here). Results, checkpoints
     and reports are written and closed before this is called; only the streams need flushing.
     """
     if not _JOINED_A_GROUP:

@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if on_main_thread:
             signal.signal(signal.SIGTERM, previous)
-    ddp = sys.modules.get("lengen.backends.ddp")  # loaded only when the run could have used DDP
+    ddp = sys.modules.get("lengen.backends.ddp")  # not imported here: commands without backends skip torch
     if ddp is not None and ddp.joined_a_group() and argv is None:  # a console run, not a call from Python
         ddp.exit_process(code)
     return code
