@@ -46,9 +46,11 @@ def _task_data(args: argparse.Namespace, handle: ModelHandle, identity: dict[str
         raise LengenError(f"task {task.name} has {task.vocab_size} tokens but the model only {handle.vocab_size}")
     length = args.length or 2 * task.min_length() + 8
     task.check_length(length)
-    queries = task_queries(task, length, args.budget, args.seed)
+    queries = task_queries(task, length, args.budget, args.seed, args.answer)
     handle.check_length(queries.tokens.shape[1], f"task {task.name} at length {length}: a sequence")
     identity.update(task=task.name, task_args=overrides, length=length, samples=args.budget)
+    if args.answer:  # absent for the default, so partial results written before --answer existed still resume
+        identity["answer"] = args.answer
     title = f"Dependency diagnosis: task {task.name} (length {length}) on {handle.description}"
     return queries, title
 
@@ -105,6 +107,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.task_arg and sources:
         raise LengenError("--task-arg applies to task data (--task, or a lengen checkpoint's own task), not to "
                           "--text or --jsonl")
+    if args.answer and sources:
+        raise LengenError("--answer applies to task data (--task, or a lengen checkpoint's own task), not to text")
     if args.scored_per_window is not None and not sources:
         raise LengenError("--scored-per-window applies to text data (--text or --jsonl) only")
     if args.scored_per_window is None:
@@ -167,6 +171,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     data.add_argument("--task-arg", action="append", default=[], metavar="KEY=VALUE",
                       help="task parameter of --task, or a change to a lengen checkpoint's own task (e.g. k_min=null)")
     data.add_argument("--length", type=int, help="task length (default 2 * min length + 8)")
+    data.add_argument("--answer", type=int, default=0,
+                      help="which answer token of each task sample is scored (0: the first, -1: the last; "
+                           "earlier answer tokens are in the context, as in teacher-forced evaluation)")
     data.add_argument("--text", help="UTF-8 text file")
     data.add_argument("--jsonl", help="JSONL file, one record per line")
     data.add_argument("--field", default="text", help="text field of the JSONL records (default text)")

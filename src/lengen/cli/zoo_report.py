@@ -14,7 +14,9 @@ def _run(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
         raise LengenError(f"run folder not found: {run_dir}")
-    path = write_zoo_report(run_dir, args.learned_at, args.holds_at)
+    if args.diagnose < 0:
+        raise LengenError(f"--diagnose must be 0 (off) or a number of samples, got {args.diagnose}")
+    path = write_zoo_report(run_dir, args.learned_at, args.holds_at, args.diagnose)
     print(path.read_text(encoding="utf-8"))
     print(f"wrote {path}, {run_dir / 'zoo.json'}, {run_dir / 'zoo_scatter.png'}")
     if args.estimate:
@@ -31,6 +33,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="accuracy at the training length that counts as learned (default 0.9)")
     p.add_argument("--holds-at", type=float, default=0.9,
                    help="accuracy that counts as still holding, for L* (default 0.9)")
+    p.add_argument("--diagnose", type=int, default=0, metavar="SAMPLES",
+                   help="also run `lengen diagnose` on every learned plain-id model (SAMPLES samples at its "
+                        "training length, cached in RUN_DIR/zoo_diagnose) and correlate the estimated k with L* "
+                        "(default 0: off)")
     p.add_argument("--estimate", metavar="FULL.yaml",
                    help="also predict the wall time of this experiment file from RUN_DIR's per-step times")
     p.add_argument("--workers", type=int, default=2, help="workers assumed by --estimate (default 2)")

@@ -299,20 +299,29 @@ def text_queries(texts: list[str], tok: TextTokenizer, window: int, budget: int,
                    meta={"corpus_tokens": len(ids), "scored_positions": ends.tolist()})
 
 
-def task_queries(task: Task, length: int, samples: int, seed: int = 0) -> Queries:
+def task_queries(task: Task, length: int, samples: int, seed: int = 0, answer: int = 0) -> Queries:
     """The task's answer predictions, with their ground-truth dependency sets.
 
+    ``answer`` picks which answer token of each sample is scored (0: the first; -1: the last), read
+    with teacher forcing like every other evaluation: the earlier answer tokens are in the context.
     A row ends at the answer's prediction point (tokens after it cannot matter, attention is causal).
     Positions whose token is the same in every sample (format tokens such as the query) carry no
     information about the sample and are not ablated.
     """
     batch = task.sample(np.random.default_rng(seed), samples, length)
-    if not bool((batch.answer_index == batch.answer_index[0, 0]).all()):
-        raise LengenError(f"task {task.name}: answers at varying positions are not supported by diagnose")
-    q = int(batch.answer_index[0, 0])
+    answers = int(batch.answer_index.shape[1])
+    if not -answers <= answer < answers:
+        raise LengenError(f"task {task.name} at length {length} has {answers} answer token(s); answer {answer} "
+                          "does not exist")
+    column = answer % answers
+    where = batch.answer_index[:, column]
+    if not bool((where == where[0]).all()):
+        raise LengenError(f"task {task.name}: answer {answer} sits at varying positions across samples, which "
+                          "diagnose does not support")
+    q = int(where[0])
     tokens = batch.tokens[:, : q + 1]
     constant = (tokens == tokens[:1]).all(dim=0, keepdim=True).expand_as(tokens)
-    truth = [[int(d) for d in row if d >= 0] for row in batch.dependencies[:, 0, :]]
+    truth = [[int(d) for d in row if d >= 0] for row in batch.dependencies[:, column, :]]
     return Queries(tokens=tokens, target=batch.targets[:, q], ablatable=~constant, truth=truth,
                    classes=token_classes(task), meta={"task": task.name, "length": length})
 

@@ -31,11 +31,13 @@ from lengen.errors import LengenError
 from lengen.figures import png, pyplot
 from lengen.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from lengen.report.results import read_results
+from lengen.report.zoo_diagnose import Estimate, diagnose_models
 from lengen.stats import spearman  # nan when either side is constant
 from lengen.tasks import make_task
 from lengen.tasks.structure import task_structure
 
 PREDICTORS = ("k", "span", "id_span")
+ESTIMATED = "k_est"  # the k lengen diagnose measures in the trained models (lengen.report.zoo_diagnose)
 
 
 @dataclass
@@ -109,7 +111,9 @@ class Correlation:
 
 
 def correlate(models: list[Model], predictors: dict[str, dict[str, float]], reps: int = 2000,
-              seed: int = 0) -> list[Correlation]:
+              seed: int = 0, estimated: dict[tuple[str, str], float] | None = None) -> list[Correlation]:
+    """Spearman's rho per scheme and predictor; ``estimated`` adds the predictor ``k_est``, one value
+    per (task, scheme): the k that ``lengen diagnose`` measured in that scheme's trained models."""
     rng = np.random.default_rng(seed)
     out = []
     for scheme in sorted({m.scheme for m in models}):
@@ -119,11 +123,14 @@ def correlate(models: list[Model], predictors: dict[str, dict[str, float]], reps
             if m.learned:
                 per_task[m.task].append(m.g)
         excluded = sorted({m.task for m in mine} - set(per_task))
-        for name in PREDICTORS:
-            tasks = [t for t in sorted(per_task) if not math.isnan(predictors[t][name])]
+        values = {name: {t: predictors[t][name] for t in per_task} for name in PREDICTORS}
+        if estimated is not None:
+            values[ESTIMATED] = {t: estimated.get((t, scheme), math.nan) for t in per_task}
+        for name, value in values.items():
+            tasks = [t for t in sorted(per_task) if not math.isnan(value[t])]
             if len(tasks) < 3:  # the zoo's minimum (the shared spearman defines rho from 2 points)
                 continue
-            x = np.array([predictors[t][name] for t in tasks])
+            x = np.array([value[t] for t in tasks])
             y = np.array([np.median(per_task[t]) for t in tasks])
             boot = []
             for _ in range(reps):
@@ -183,8 +190,21 @@ def ruoss_direction(models: list[Model], treated: str = "randomized", baseline: 
             "per_task": dict(zip(tasks, diff.round(4).tolist(), strict=True))}
 
 
-def write_zoo_report(run_dir: Path, learned_at: float = 0.9, holds_at: float = 0.9) -> Path:
-    """Write zoo.md, zoo.json and zoo_scatter.png into ``run_dir``; returns the markdown's path."""
+def estimated_k(estimates: list[Estimate]) -> dict[tuple[str, str], float]:
+    """Per (task, scheme): the median over diagnosed seeds of the mean estimated k."""
+    by: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for e in estimates:
+        if not math.isnan(e.k_est):
+            by[(e.task, e.scheme)].append(e.k_est)
+    return {key: float(np.median(v)) for key, v in by.items()}
+
+
+def write_zoo_report(run_dir: Path, learned_at: float = 0.9, holds_at: float = 0.9,
+                     diagnose_samples: int = 0) -> Path:
+    """Write zoo.md, zoo.json and zoo_scatter.png into ``run_dir``; returns the markdown's path.
+
+    ``diagnose_samples`` > 0 also diagnoses every learned model on that many samples
+    (``lengen.report.zoo_diagnose``) and correlates the estimated k with L*/L_train as well."""
     run_dir = Path(run_dir)
     if not (run_dir / "results.csv").is_file():
         raise LengenError(f"{run_dir}: no results.csv (run `lengen run experiments/zoo.yaml` first)")
@@ -192,11 +212,14 @@ def write_zoo_report(run_dir: Path, learned_at: float = 0.9, holds_at: float = 0
     protocol = bool(rows) and "learned" in rows[0] and "l_star" in rows[0]
     models = models_from_rows(rows, learned_at, holds_at)
     predictors = task_predictors(run_dir, {m.task: m.train_len for m in models})
-    correlations = correlate(models, predictors)
+    estimates = diagnose_models(run_dir, [(m.task, m.scheme, m.seed, m.train_len) for m in models if m.learned],
+                                diagnose_samples) if diagnose_samples > 0 else []
+    correlations = correlate(models, predictors, estimated=estimated_k(estimates) if diagnose_samples > 0 else None)
     ruoss = ruoss_direction(models)
     atomic_write_bytes(run_dir / "zoo_scatter.png", render_scatter(models, predictors))
     atomic_write_json(run_dir / "zoo.json", {"models": [asdict(m) for m in models], "predictors": predictors,
                                              "correlations": [asdict(c) for c in correlations], "ruoss": ruoss,
+                                             "diagnosed": [asdict(e) for e in estimates],
                                              "learned_at": learned_at, "holds_at": holds_at})
     if protocol:
         rule = ("learned and L* are the protocol's columns: exact match >= eval.learned_bar at the training length; "
@@ -204,7 +227,7 @@ def write_zoo_report(run_dir: Path, learned_at: float = 0.9, holds_at: float = 0
     else:
         rule = (f"learned: accuracy >= {learned_at} at the training length; L*: longest length up to which accuracy "
                 f"stays >= {holds_at}")
-    atomic_write_text(run_dir / "zoo.md", _markdown(models, predictors, correlations, ruoss, rule))
+    atomic_write_text(run_dir / "zoo.md", _markdown(models, predictors, correlations, ruoss, rule, estimates))
     return run_dir / "zoo.md"
 
 
@@ -233,7 +256,7 @@ def estimate_full_run(run_dir: Path, full: Any, workers: int = 2) -> dict[str, f
 
 
 def _markdown(models: list[Model], predictors: dict[str, dict[str, float]], correlations: list[Correlation],
-              ruoss: dict[str, Any] | None, rule: str) -> str:
+              ruoss: dict[str, Any] | None, rule: str, estimates: list[Estimate] | None = None) -> str:
     schemes = sorted({m.scheme for m in models})
     lines = ["# Task zoo: sparsity against length generalization\n",
              f"{rule}. Cell: median L*/L_train over the seeds that learned (learned/total seeds), '-' when none "
@@ -258,6 +281,18 @@ def _markdown(models: list[Model], predictors: dict[str, dict[str, float]], corr
     for c in correlations:
         lines.append(f"| {c.scheme} | {c.predictor} | {c.n_tasks} | {c.rho:.2f} | [{c.low:.2f}, {c.high:.2f}] | "
                      f"{', '.join(c.excluded) or '-'} |")
+    if estimates:
+        lines += ["", "Diagnosed sparsity (`lengen diagnose` on each learned model; first, middle and last answer token of samples at "
+                  "the training length): mean estimated k against the mean ground-truth k of the same tokens, and "
+                  "the precision / recall of the estimated dependency sets. k_est in the correlation table is the "
+                  "median over seeds.", "",
+                  "| task | scheme | seed | k true | k est | precision | recall | note |", "|---|---|---|---|---|---|---|---|"]
+        for e in sorted(estimates, key=lambda e: (e.task, e.scheme, e.seed)):
+            if e.skipped:
+                lines.append(f"| {e.task} | {e.scheme} | {e.seed} | - | - | - | - | skipped: {e.skipped} |")
+            else:
+                lines.append(f"| {e.task} | {e.scheme} | {e.seed} | {e.k_true:.2f} | {e.k_est:.2f} | "
+                             f"{e.precision:.2f} | {e.recall:.2f} | {e.scored} answers |")
     if ruoss:
         lines += ["", f"Randomized minus NoPE, mean accuracy beyond the training length over {ruoss['tasks']} tasks "
                   f"(every model): {ruoss['mean_difference']:+.3f} [{ruoss['low']:+.3f}, {ruoss['high']:+.3f}]."]
