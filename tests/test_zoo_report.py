@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from lengen.cli import main
+from lengen.errors import LengenError
 from lengen.report.results import write_csv
 from lengen.report.zoo import correlate, models_from_rows, ruoss_direction, spearman, write_zoo_report
 
@@ -114,3 +115,35 @@ def test_full_run_estimate_scales_per_step_times(tmp_path):
     # 6 cells per task: 1000 steps x (0.1 or 0.2 s) + 8 s of evaluation (twice the samples)
     assert e["cells"] == 12 and e["worker_hours"] == pytest.approx(6 * (100 + 8 + 200 + 8) / 3600)
     assert e["wall_hours"] == pytest.approx(e["worker_hours"] / 2)
+
+
+def test_scheme_comparison_pools_labels_and_pairs_tasks():
+    from lengen.report.zoo import Model, compare_schemes, parse_comparison
+
+    def m(task, scheme, seed, l_star, beyond, learned=True):
+        return Model(task, scheme, seed, 10, 1.0 if learned else 0.2, learned, l_star if learned else math.nan, beyond)
+
+    models = [m("copy", "coupled", s, 40, 0.9) for s in (0, 1, 2)] + [m("sort", "ppc", 0, 20, 0.7)]
+    models += [m("copy", "rope", s, 10, 0.5) for s in (0, 1, 2)] + [m("sort", "rope", 0, 10, 0.3, learned=False)]
+    models += [m("parity", "rope", 0, 10, 0.5)]  # no treated model: not a pair
+    treated, baseline = parse_comparison("coupled, ppc:rope")
+    assert (treated, baseline) == (["coupled", "ppc"], ["rope"])
+    c = compare_schemes(models, treated, baseline, reps=200)
+    assert c is not None and c["tasks"] == 2 and c["per_task"] == {"copy": 0.4, "sort": 0.4}
+    assert c["mean_difference"] == pytest.approx(0.4) and c["low"] == pytest.approx(0.4)
+    # L*/L only where both sides learned: sort's RoPE model did not
+    assert c["g_tasks"] == 1 and c["g_per_task"] == {"copy": {"treated": 4.0, "baseline": 1.0}}
+    assert c["g_difference"] == pytest.approx(3.0)
+    assert compare_schemes(models, ["alibi"], ["rope"]) is None
+    for bad in ("coupled", "coupled:", ":rope", "a:b:c"):
+        with pytest.raises(LengenError, match="TREATED:BASELINE"):
+            parse_comparison(bad)
+
+
+def test_zoo_report_cli_compare(tmp_path, capsys):
+    _synthetic_run(tmp_path)
+    assert main(["zoo-report", str(tmp_path), "--compare", "randomized:nope"]) == 0
+    assert "**randomized minus nope** over 5 tasks" in capsys.readouterr().out
+    data = json.loads((tmp_path / "zoo.json").read_text())
+    assert data["comparisons"][0]["g_tasks"] == 4  # sort learned under neither scheme
+    assert main(["zoo-report", str(tmp_path), "--compare", "randomized"]) == 2

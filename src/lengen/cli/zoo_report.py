@@ -7,7 +7,7 @@ from pathlib import Path
 
 from lengen.config_parse import load_experiment
 from lengen.errors import LengenError
-from lengen.report.zoo import estimate_full_run, write_zoo_report
+from lengen.report.zoo import estimate_full_run, parse_comparison, write_zoo_report
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -16,7 +16,8 @@ def _run(args: argparse.Namespace) -> int:
         raise LengenError(f"run folder not found: {run_dir}")
     if args.diagnose < 0:
         raise LengenError(f"--diagnose must be 0 (off) or a number of samples, got {args.diagnose}")
-    path = write_zoo_report(run_dir, args.learned_at, args.holds_at, args.diagnose)
+    compare = [parse_comparison(c) for c in args.compare]
+    path = write_zoo_report(run_dir, args.learned_at, args.holds_at, args.diagnose, compare)
     print(path.read_text(encoding="utf-8"))
     print(f"wrote {path}, {run_dir / 'zoo.json'}, {run_dir / 'zoo_scatter.png'}")
     if args.estimate:
@@ -37,6 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also run `lengen diagnose` on every learned plain-id model (SAMPLES samples at its "
                         "training length, cached in RUN_DIR/zoo_diagnose) and correlate the estimated k with L* "
                         "(default 0: off)")
+    p.add_argument("--compare", action="append", default=[], metavar="TREATED:BASELINE",
+                   help="also compare scheme labels task by task, e.g. coupled,ppc:rope (labels on one side are "
+                        "pooled; repeatable)")
     p.add_argument("--estimate", metavar="FULL.yaml",
                    help="also predict the wall time of this experiment file from RUN_DIR's per-step times")
     p.add_argument("--workers", type=int, default=2, help="workers assumed by --estimate (default 2)")

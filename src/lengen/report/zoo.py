@@ -176,18 +176,61 @@ def ruoss_direction(models: list[Model], treated: str = "randomized", baseline: 
                     reps: int = 2000, seed: int = 0) -> dict[str, Any] | None:
     """Mean accuracy beyond the training length, randomized minus baseline, over tasks that have both
     (every model, learned or not, as Ruoss et al. average over all tasks), with a bootstrap over tasks."""
-    by = {(m.task, m.scheme): [] for m in models}  # type: dict[tuple[str, str], list[float]]
+    out = compare_schemes(models, [treated], [baseline], reps, seed)
+    if out is not None:
+        out["treated"], out["baseline"] = treated, baseline
+    return out
+
+
+def _bootstrap_mean(diff: np.ndarray, reps: int, rng: np.random.Generator) -> tuple[float, float]:
+    boot = [diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(reps)]
+    return float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))
+
+
+def compare_schemes(models: list[Model], treated: list[str], baseline: list[str], reps: int = 2000,
+                    seed: int = 0) -> dict[str, Any] | None:
+    """Treated minus baseline schemes, task by task, with bootstrap intervals over tasks.
+
+    ``treated`` and ``baseline`` are lists of scheme labels pooled on their side (``coupled`` on the
+    tasks with layout ids, ``ppc`` where ids depend on the content: one side, "made local"). Two measures:
+    mean accuracy beyond the training length over every model (learned or not, as Ruoss et al. average),
+    over tasks that both sides ran; and L*/L_train (median over the seeds that learned) over tasks where
+    both sides have a model that learned. None when no task has both sides."""
+    side = {label: "t" for label in treated} | {label: "b" for label in baseline}
+    beyond: dict[tuple[str, str], list[float]] = defaultdict(list)
+    g: dict[tuple[str, str], list[float]] = defaultdict(list)
     for m in models:
-        by[(m.task, m.scheme)].append(m.beyond)
-    tasks = sorted({t for t, s in by if s == treated} & {t for t, s in by if s == baseline})
+        if m.scheme in side:
+            beyond[(m.task, side[m.scheme])].append(m.beyond)
+            if m.learned:
+                g[(m.task, side[m.scheme])].append(m.g)
+    tasks = sorted({t for t, s in beyond if s == "t"} & {t for t, s in beyond if s == "b"})
     if not tasks:
         return None
-    diff = np.array([np.mean(by[(t, treated)]) - np.mean(by[(t, baseline)]) for t in tasks])
     rng = np.random.default_rng(seed)
-    boot = [diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(reps)]
-    return {"treated": treated, "baseline": baseline, "tasks": len(tasks), "mean_difference": float(diff.mean()),
-            "low": float(np.percentile(boot, 2.5)), "high": float(np.percentile(boot, 97.5)),
-            "per_task": dict(zip(tasks, diff.round(4).tolist(), strict=True))}
+    acc = np.array([np.mean(beyond[(t, "t")]) - np.mean(beyond[(t, "b")]) for t in tasks])
+    low, high = _bootstrap_mean(acc, reps, rng)
+    out: dict[str, Any] = {"treated": treated, "baseline": baseline, "tasks": len(tasks),
+                           "mean_difference": float(acc.mean()), "low": low, "high": high,
+                           "per_task": dict(zip(tasks, acc.round(4).tolist(), strict=True))}
+    both = [t for t in tasks if g.get((t, "t")) and g.get((t, "b"))]
+    out["g_tasks"] = len(both)
+    if both:
+        dg = np.array([np.median(g[(t, "t")]) - np.median(g[(t, "b")]) for t in both])
+        out["g_difference"], (out["g_low"], out["g_high"]) = float(dg.mean()), _bootstrap_mean(dg, reps, rng)
+        out["g_per_task"] = {t: {"treated": float(np.median(g[(t, "t")])), "baseline": float(np.median(g[(t, "b")]))}
+                             for t in both}
+    return out
+
+
+def parse_comparison(text: str) -> tuple[list[str], list[str]]:
+    """``coupled,ppc:rope`` -> (["coupled", "ppc"], ["rope"])."""
+    parts = text.split(":")
+    sides = [[label.strip() for label in part.split(",") if label.strip()] for part in parts]
+    if len(parts) != 2 or not all(sides):
+        raise LengenError(f"--compare takes TREATED:BASELINE scheme labels (comma-separated on each side, e.g. "
+                          f"coupled,ppc:rope), got {text!r}")
+    return sides[0], sides[1]
 
 
 def estimated_k(estimates: list[Estimate]) -> dict[tuple[str, str], float]:
@@ -200,11 +243,12 @@ def estimated_k(estimates: list[Estimate]) -> dict[tuple[str, str], float]:
 
 
 def write_zoo_report(run_dir: Path, learned_at: float = 0.9, holds_at: float = 0.9,
-                     diagnose_samples: int = 0) -> Path:
+                     diagnose_samples: int = 0, compare: list[tuple[list[str], list[str]]] | None = None) -> Path:
     """Write zoo.md, zoo.json and zoo_scatter.png into ``run_dir``; returns the markdown's path.
 
     ``diagnose_samples`` > 0 also diagnoses every learned model on that many samples
-    (``lengen.report.zoo_diagnose``) and correlates the estimated k with L*/L_train as well."""
+    (``lengen.report.zoo_diagnose``) and correlates the estimated k with L*/L_train as well. ``compare``
+    adds one ``compare_schemes`` section per (treated, baseline) pair of scheme-label lists."""
     run_dir = Path(run_dir)
     if not (run_dir / "results.csv").is_file():
         raise LengenError(f"{run_dir}: no results.csv (run `lengen run experiments/zoo.yaml` first)")
@@ -216,10 +260,11 @@ def write_zoo_report(run_dir: Path, learned_at: float = 0.9, holds_at: float = 0
                                 diagnose_samples) if diagnose_samples > 0 else []
     correlations = correlate(models, predictors, estimated=estimated_k(estimates) if diagnose_samples > 0 else None)
     ruoss = ruoss_direction(models)
+    comparisons = [c for c in (compare_schemes(models, t, b) for t, b in compare or []) if c is not None]
     atomic_write_bytes(run_dir / "zoo_scatter.png", render_scatter(models, predictors))
     atomic_write_json(run_dir / "zoo.json", {"models": [asdict(m) for m in models], "predictors": predictors,
                                              "correlations": [asdict(c) for c in correlations], "ruoss": ruoss,
-                                             "diagnosed": [asdict(e) for e in estimates],
+                                             "comparisons": comparisons, "diagnosed": [asdict(e) for e in estimates],
                                              "learned_at": learned_at, "holds_at": holds_at})
     if protocol:
         rule = ("learned and L* are the protocol's columns: exact match >= eval.learned_bar at the training length; "
@@ -227,7 +272,7 @@ def write_zoo_report(run_dir: Path, learned_at: float = 0.9, holds_at: float = 0
     else:
         rule = (f"learned: accuracy >= {learned_at} at the training length; L*: longest length up to which accuracy "
                 f"stays >= {holds_at}")
-    atomic_write_text(run_dir / "zoo.md", _markdown(models, predictors, correlations, ruoss, rule, estimates))
+    atomic_write_text(run_dir / "zoo.md", _markdown(models, predictors, correlations, ruoss, rule, estimates, comparisons))
     return run_dir / "zoo.md"
 
 
@@ -256,7 +301,8 @@ def estimate_full_run(run_dir: Path, full: Any, workers: int = 2) -> dict[str, f
 
 
 def _markdown(models: list[Model], predictors: dict[str, dict[str, float]], correlations: list[Correlation],
-              ruoss: dict[str, Any] | None, rule: str, estimates: list[Estimate] | None = None) -> str:
+              ruoss: dict[str, Any] | None, rule: str, estimates: list[Estimate] | None = None,
+              comparisons: list[dict[str, Any]] | None = None) -> str:
     schemes = sorted({m.scheme for m in models})
     lines = ["# Task zoo: sparsity against length generalization\n",
              f"{rule}. Cell: median L*/L_train over the seeds that learned (learned/total seeds), '-' when none "
@@ -296,4 +342,14 @@ def _markdown(models: list[Model], predictors: dict[str, dict[str, float]], corr
     if ruoss:
         lines += ["", f"Randomized minus NoPE, mean accuracy beyond the training length over {ruoss['tasks']} tasks "
                   f"(every model): {ruoss['mean_difference']:+.3f} [{ruoss['low']:+.3f}, {ruoss['high']:+.3f}]."]
+    for cmp in comparisons or []:
+        name = f"{'/'.join(cmp['treated'])} minus {'/'.join(cmp['baseline'])}"
+        lines += ["", f"**{name}** over {cmp['tasks']} tasks: mean accuracy beyond the training length (every model) "
+                  f"{cmp['mean_difference']:+.3f} [{cmp['low']:+.3f}, {cmp['high']:+.3f}]; L*/L_train over the "
+                  f"{cmp['g_tasks']} tasks where both sides learned: "
+                  + (f"{cmp['g_difference']:+.2f} [{cmp['g_low']:+.2f}, {cmp['g_high']:+.2f}]." if cmp["g_tasks"] else "-."),
+                  "", "| task | accuracy beyond, difference | L*/L treated | L*/L baseline |", "|---|---|---|---|"]
+        for task, d in cmp["per_task"].items():
+            gs = cmp.get("g_per_task", {}).get(task)
+            lines.append(f"| {task} | {d:+.3f} | " + (f"{gs['treated']:.2f} | {gs['baseline']:.2f} |" if gs else "- | - |"))
     return "\n".join(lines) + "\n"
