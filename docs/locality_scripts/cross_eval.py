@@ -36,6 +36,8 @@ def main() -> None:
     p.add_argument("--lengths", type=int, nargs="+", default=[320])
     p.add_argument("--samples", type=int, default=256)
     args = p.parse_args()
+    if not (args.run / "results.csv").is_file():
+        p.error(f"{args.run}: no results.csv (a folder written by lengen run experiments/locality_window.yaml)")
     torch.set_num_threads(2)
     learned = {}
     with open(args.run / "results.csv") as f:

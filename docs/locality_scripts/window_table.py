@@ -101,4 +101,7 @@ if __name__ == "__main__":
     args = sys.argv[1:]
     if len(args) not in (1, 3) or (len(args) == 3 and args[1] != "--plot"):
         sys.exit("usage: window_table.py RUN_DIR [--plot OUT.png]")
+    if not (Path(args[0]) / "results.csv").is_file():
+        sys.exit(f"window_table.py: {args[0]}: no results.csv (a folder written by lengen run "
+                 "experiments/locality_window.yaml)")
     main(Path(args[0]), Path(args[2]) if len(args) == 3 else None)
