@@ -2,10 +2,9 @@
 
 The ground-truth k says how many tokens an answer *can* depend on; the estimate says how many the
 trained model actually reads (single-position ablation, ``lengen.diagnose``). Per model that learned,
-the diagnosis scores the first, middle and last answer token (of those with a non-empty
-dependency set) of samples at the model's training length
-(one ``diagnose`` run each: a copy task's first answer token sits next to its source, its last one far
-from it) and returns the mean estimated k over them, beside the mean ground-truth k of the same tokens
+the diagnosis scores the first, middle and last answer token (of those with a non-empty dependency
+set) of samples at the model's training length (one ``diagnose`` run each: a copy task's first answer
+token sits next to its source, its last one far from it) and returns the mean estimated k over them, beside the mean ground-truth k of the same tokens
 and the precision/recall of the estimated sets against the true ones.
 
 Only models that consume plain ids 0..T-1 are diagnosed: a coupled or PPC model reads ids that the
@@ -46,11 +45,12 @@ class Estimate:
     skipped: str  # why no estimate ("" when estimated)
 
 
-def _cells(run_dir: Path) -> dict[tuple[str, str, int], Path]:
+def _cells(run_dir: Path) -> dict[tuple[str, str, int], tuple[Path, str]]:
+    """(task, scheme label, seed) -> (cell folder, the ids its model reads)."""
     out = {}
     for f in sorted((run_dir / "cells").glob("*/cell.json")):
         d = json.loads(f.read_text(encoding="utf-8"))
-        out[(d["task"], d["scheme"]["label"], int(d["seed"]))] = f.parent
+        out[(d["task"], d["scheme"]["label"], int(d["seed"]))] = (f.parent, d["train"].get("ids", "plain"))
     return out
 
 
@@ -66,11 +66,11 @@ def diagnose_models(run_dir: Path, models: list[tuple[str, str, int, int]], samp
     cells = _cells(run_dir)
     out = []
     for task, scheme, model_seed, train_len in models:
-        cell = cells.get((task, scheme, model_seed))
-        if cell is None or not (cell / "checkpoint").is_dir():
+        found = cells.get((task, scheme, model_seed))
+        if found is None or not (found[0] / "checkpoint").is_dir():
             out.append(_skip(task, scheme, model_seed, "no checkpoint in the run folder"))
             continue
-        ids = json.loads((cell / "cell.json").read_text(encoding="utf-8"))["train"].get("ids", "plain")
+        cell, ids = found
         if ids != "plain":
             out.append(_skip(task, scheme, model_seed, f"reads {ids} ids (diagnose ablates tokens under plain ids)"))
             continue
