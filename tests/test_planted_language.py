@@ -116,3 +116,24 @@ def test_planted_documents_hold_the_planted_answer():
         digits = ["0123456789!#$%&*+=?@".index(text[c]) - slot * 2 for slot, c in enumerate(e.codes)]
         assert "ABCDEFGH"[sum(d * 2 ** j for j, d in enumerate(digits))] == text[e.answer]
     assert torch.equal(keep_codes(w, events, 3), w)
+
+
+@pytest.mark.slow
+def test_planted_k_up_to_3_is_recovered_by_a_reference_trained_with_holes():
+    """docs/language.md, "Planted k = 3": with holes in its training windows (lengen.holes) the reference
+    reads a truncated context holding exactly the planted codes as it reads the whole window (0.98-1.00 of
+    the gain on seeds 0-2, 0.83 without holes), and with share 0.9 the measured k is exact for k = 1 and 2
+    and for most k = 3 answers (95% / 83% / 67% on seeds 0-2; this runs seed 0). About 5 minutes."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "docs" / "language_scripts" / "planted_k.py"
+    out = subprocess.run([sys.executable, str(script), "--holes", "40", "--share", "0.9"], capture_output=True,
+                         text=True, check=True).stdout
+    rows = {int(r.split("|")[1]): r.split("|") for r in out.splitlines() if r.startswith("| ") and r[2].isdigit()}
+    assert set(rows) == {1, 2, 3}, out
+    exact = {k: float(r[4].strip().rstrip("%")) / 100 for k, r in rows.items()}
+    all_codes = {k: float(r[6].split()[0]) for k, r in rows.items()}
+    assert exact[1] >= 0.95 and exact[2] >= 0.95 and exact[3] >= 0.6, out
+    assert min(all_codes.values()) >= 0.95, out

@@ -63,6 +63,9 @@ def validate_experiment(cfg: ExperimentConfig) -> None:
             if cell.train.max_len < eval_task.min_length():
                 raise ConfigError(f"{cell.task} {setting}: train.max_len {cell.train.max_len} is shorter than the "
                                   f"evaluation task needs ({eval_task.min_length()})")
+        if cell.train.holes and not task.scores_every_token:
+            raise ConfigError(f"scheme {cell.scheme.label}: train.holes needs a task that scores every next token "
+                              f"(text), not {cell.task}")
         cell.model.vocab_size = task.vocab_size
         cell.model.validate()
         scheme = make_scheme(cell.scheme.position, Dims(cell.model.d_model, cell.model.n_heads),
@@ -75,6 +78,9 @@ def validate_experiment(cfg: ExperimentConfig) -> None:
         if limit is not None and longest > limit:
             raise ConfigError(f"scheme {cell.scheme.label}: eval length {max(cell.eval.lengths)} needs position ids "
                               f"up to ~{longest} but max_position is {limit}")
+        if limit is not None and cell.train.holes and cell.train.max_len + cell.train.holes - 1 > limit:
+            raise ConfigError(f"scheme {cell.scheme.label}: train.holes {cell.train.holes} gives ids up to "
+                              f"{cell.train.max_len + cell.train.holes - 1}, beyond its max_position {limit}")
         if limit is not None and cell.train.pose_target_length is not None and cell.train.pose_target_length > limit:
             raise ConfigError(f"scheme {cell.scheme.label}: train.pose_target_length {cell.train.pose_target_length} "
                               f"is beyond its max_position {limit}")

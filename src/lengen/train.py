@@ -32,6 +32,7 @@ from lengen.checkpoint import (
 from lengen.config import Cell
 from lengen.distributed import data_split
 from lengen.errors import LengenError, TrainingDiverged
+from lengen.holes import delete_tokens, holed_length
 from lengen.model import Transformer
 from lengen.monitor import TargetMonitor
 from lengen.position_ids import PoSE, prepare_position_ids
@@ -176,7 +177,11 @@ def _setup(cfg: Any) -> torch.device:
 def _next_batch(task: Any, model: Transformer, cfg: Any, rng: np.random.Generator, gen: torch.Generator,
                 pose: PoSE | None, split: Any, device: torch.device) -> Any:
     """The next training batch (one random length), its ids prepared, on the device."""
-    batch = task.sample(rng, cfg.batch_size, int(rng.integers(cfg.min_len, cfg.max_len + 1)))
+    length = int(rng.integers(cfg.min_len, cfg.max_len + 1))
+    if cfg.holes:  # lengen.holes: drawn longer, then tokens deleted from the beginning
+        batch = delete_tokens(task.sample(rng, cfg.batch_size, holed_length(length, cfg.holes)), cfg.holes, rng)
+    else:
+        batch = task.sample(rng, cfg.batch_size, length)
     # ids are rewritten on the CPU, where the seeded generator lives, then moved with the batch
     batch.position_ids = prepare_position_ids(model, batch, cfg.ids, gen, pose)
     if cfg.compile:  # the compiled forward skips this check (it would break the graph)

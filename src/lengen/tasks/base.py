@@ -75,6 +75,9 @@ class Task:
     # False for tasks where a whole answer is never exactly right (next-token prediction on text): they
     # train to their budget, keep the last weights, and their rows carry no protocol columns.
     exact_match_protocol: ClassVar[bool] = True
+    # True when every next token is an answer (language modelling): training windows may then have holes
+    # (lengen.holes), since no answer's meaning depends on the tokens around it
+    scores_every_token: ClassVar[bool] = False
     # True when every answer token copies the input token whose coupled id it carries (seq2seq layouts:
     # input ids 1..n, separator and end n + 1): the property tests check it for every task declaring it
     outputs_copy_by_id: ClassVar[bool] = False

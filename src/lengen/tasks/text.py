@@ -50,6 +50,7 @@ class Text(Task):
     ids_from_layout: ClassVar[bool] = True
     has_dependencies: ClassVar[bool] = False
     exact_match_protocol: ClassVar[bool] = False  # a language model's loss is its measure (lengen.text)
+    scores_every_token: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         check_tokenizer(self.tokenizer)

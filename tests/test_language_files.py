@@ -1,0 +1,55 @@
+"""The language experiment files that restate experiments/language.yaml must not drift from it:
+language_budget.yaml is language.yaml plus one scheme (so it extends a finished language.yaml run folder
+and trains only the new models), language_shakespeare.yaml is language.yaml on another corpus."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lengen.config_parse import load_experiment
+from lengen.run_folder import extends, identity
+
+ROOT = Path(__file__).resolve().parent.parent
+EXPERIMENTS = ROOT / "experiments"
+
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_budget_file_extends_language_with_the_longer_scheme_only(quick):
+    base = load_experiment(EXPERIMENTS / "language.yaml", quick=quick)
+    budget = load_experiment(EXPERIMENTS / "language_budget.yaml", quick=quick)
+    assert extends(identity(budget), identity(base))  # a language.yaml run folder resumes with it
+    added = [c for c in budget.cells() if c.key not in {b.key for b in base.cells()}]
+    assert {c.scheme.label for c in added} == {"rope_pose_long"} and len(added) == len(base.seeds)
+    shorter = next(c for c in base.cells() if c.scheme.label == "rope_pose")
+    for cell in added:  # the same model in every setting but the budget, which is 3x
+        assert cell.train.steps == 3 * shorter.train.steps
+        assert cell.scheme.position == shorter.scheme.position and cell.model == shorter.model
+        assert cell.train.pose_target_length == shorter.train.pose_target_length
+
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_shakespeare_file_is_language_on_another_corpus(quick):
+    base = load_experiment(EXPERIMENTS / "language.yaml", quick=quick).to_dict()
+    other = load_experiment(EXPERIMENTS / "language_shakespeare.yaml", quick=quick).to_dict()
+    assert other["task_args"]["corpus"] == "shakespeare" and base["task_args"]["corpus"] == "kjv"
+    for d in (base, other):
+        for key in ("experiment", "description"):
+            d.pop(key)
+        d["task_args"].pop("corpus")
+    assert other == base
+
+
+SCRIPT = ROOT / "docs" / "language_scripts" / "planted_k.py"
+
+
+def test_planted_k_script_prints_one_row_per_planted_k():
+    out = subprocess.run([sys.executable, str(SCRIPT), "--steps", "20", "--documents", "10", "--held-out", "1",
+                          "--ks", "1", "3"], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    rows = [line for line in out.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert [r.split("|")[1].strip() for r in rows] == ["1", "3"]
+    bad = subprocess.run([sys.executable, str(SCRIPT), "--ks", "9"], capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 1 and "every k must be in" in bad.stderr and "Traceback" not in bad.stderr
