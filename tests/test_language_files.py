@@ -53,3 +53,28 @@ def test_planted_k_script_prints_one_row_per_planted_k():
     assert [r.split("|")[1].strip() for r in rows] == ["1", "3"]
     bad = subprocess.run([sys.executable, str(SCRIPT), "--ks", "9"], capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 1 and "every k must be in" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_paired_share_from_hand_built_losses(tmp_path):
+    """docs/language_scripts/paired_share.py: shares are seed means over the measured tokens relative to the
+    reference's gain, and the paired interval of a constant difference is that constant."""
+    import numpy as np
+
+    (tmp_path / "language").mkdir()
+    window, position = np.repeat(np.arange(4), 2), np.tile([5, 7], 4)
+    np.savez(tmp_path / "language" / "sufficiency.npz", window=window, position=position)
+
+    def cell(name, gain):
+        folder = tmp_path / "cells" / name
+        folder.mkdir(parents=True)
+        long = np.zeros((4, 9))
+        np.savez(folder / "language_losses.npz", long=long, near=long + gain)
+
+    cell("reference_rope512_seed0_x", 2.0)
+    cell("a_seed0_x", 0.2)
+    cell("a_seed1_x", 0.6)  # seed mean 0.4: share 0.2
+    cell("b_seed0_x", 1.0)  # share 0.5
+    out = subprocess.run([sys.executable, str(ROOT / "docs" / "language_scripts" / "paired_share.py"), str(tmp_path),
+                          "a", "b", "--draws", "50"], capture_output=True, text=True, check=True).stdout
+    assert "8 tokens, 4 windows; seeds 2 / 1" in out
+    assert "a +0.200, b +0.500; b minus a +0.300 [+0.300, +0.300]" in out
