@@ -71,9 +71,7 @@ class TrainConfig:
     # ids are shifted by random skips so that ids up to pose_target_length - 1 are seen (None: off)
     pose_target_length: int | None = None
     pose_chunks: int = 2
-    # holes (lengen.holes): up to this many tokens deleted from each training window's beginning, every
-    # other token keeping its id, so a reference learns to read the holed contexts of the sufficiency
-    # measure (text tasks only; 0: off)
+    # lengen.holes: up to this many tokens deleted from each window's beginning, ids kept (text; 0: off)
     holes: int = 0
     # the protocol (lengen.monitor): stop on held-out samples of the target distribution (each
     # eval.grid setting at max_len), not on the training mixture; keep the best-scoring weights
@@ -119,8 +117,6 @@ class TrainConfig:
             raise ConfigError(f"train: curve_multiples must be positive integers, got {self.curve_multiples}")
         if self.holes < 0:
             raise ConfigError(f"train: holes must be >= 0, got {self.holes}")
-        if self.holes and self.pose_target_length is not None:
-            raise ConfigError("train: holes and pose_target_length cannot be combined (both rewrite the ids)")
         if self.pose_target_length is not None and self.pose_target_length < self.max_len:
             raise ConfigError(f"train: pose_target_length ({self.pose_target_length}) must be at least "
                               f"max_len ({self.max_len})")

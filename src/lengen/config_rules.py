@@ -63,6 +63,9 @@ def validate_experiment(cfg: ExperimentConfig) -> None:
             if cell.train.max_len < eval_task.min_length():
                 raise ConfigError(f"{cell.task} {setting}: train.max_len {cell.train.max_len} is shorter than the "
                                   f"evaluation task needs ({eval_task.min_length()})")
+        if cell.train.holes and cell.train.pose_target_length is not None:
+            raise ConfigError(f"scheme {cell.scheme.label}: train.holes and pose_target_length cannot be combined "
+                              "(both rewrite the ids)")
         if cell.train.holes and not task.scores_every_token:
             raise ConfigError(f"scheme {cell.scheme.label}: train.holes needs a task that scores every next token "
                               f"(text), not {cell.task}")
