@@ -15,7 +15,7 @@ from lengen.diagnose.sources import lengen_handle
 from lengen.errors import LengenError
 from lengen.text.distant import distant_dependence
 from lengen.text.length_eval import near_context_losses, token_losses
-from lengen.text.planted_text import PlantedText, keep_codes
+from lengen.text.planted_text import PlantedText, keep_codes, reference_experiment
 from lengen.text.recovery import Tokens, recovery_rows, sparsity_buckets
 from lengen.text.sufficiency import SufficiencyConfig, measure_sufficiency, sizes
 
@@ -26,15 +26,7 @@ def planted_reference(tmp_path, gen):
     from lengen.train import train
 
     dataclasses.replace(gen, drop=0.25).write_corpus(tmp_path / "corpus", 100, seed=0)  # see PlantedText.drop
-    raw = {"experiment": "planted", "task": "text",
-           "task_args": {"corpus": str(tmp_path / "corpus"), "tokenizer": "bytes", "validation_fraction": 0.2,
-                         "cache_dir": str(tmp_path / "cache")},
-           "schemes": [{"label": "reference", "position": "rope"}], "seeds": [0],
-           "model": {"d_model": 64, "n_layers": 1, "n_heads": 4},
-           # windows of 48 drawn anywhere in 8-event documents: the reference also sees cut-off codes
-           "train": {"steps": 600, "batch_size": 32, "min_len": 48, "max_len": 48, "warmup": 20, "lr": 1e-2,
-                     "target_accuracy": None, "check_every": 600},
-           "eval": {"lengths": [48], "samples": 4}}
+    raw = reference_experiment(tmp_path / "corpus", tmp_path / "cache", steps=600)
     return train(parse_experiment(raw).cells()[0], progress=False).model.eval()
 
 

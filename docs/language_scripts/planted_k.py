@@ -39,20 +39,13 @@ from lengen.diagnose.sources import lengen_handle
 from lengen.errors import LengenError
 from lengen.text.distant import distant_dependence
 from lengen.text.length_eval import near_context_losses, token_losses
-from lengen.text.planted_text import PlantedText, keep_codes
+from lengen.text.planted_text import PlantedText, keep_codes, reference_experiment
 from lengen.text.sufficiency import SufficiencyConfig, measure_sufficiency
 from lengen.train import train
 
 
 def reference(corpus: Path, cache: Path, args: argparse.Namespace) -> torch.nn.Module:
-    raw = {"experiment": "planted", "task": "text",
-           "task_args": {"corpus": str(corpus), "tokenizer": "bytes", "validation_fraction": 0.2, "cache_dir": str(cache)},
-           "schemes": [{"label": "reference", "position": "rope"}], "seeds": [args.seed],
-           "model": {"d_model": args.d_model, "n_layers": args.layers, "n_heads": 4},
-           # windows of 48 drawn anywhere in the documents: the reference also sees cut-off codes
-           "train": {"steps": args.steps, "batch_size": 32, "min_len": 48, "max_len": 48, "warmup": 20, "lr": args.lr,
-                     "target_accuracy": None, "check_every": args.steps, "holes": args.holes},
-           "eval": {"lengths": [48], "samples": 4}}
+    raw = reference_experiment(corpus, cache, args.steps, args.layers, args.d_model, args.lr, args.holes, args.seed)
     return train(parse_experiment(raw).cells()[0], progress=False).model.eval()
 
 

@@ -28,6 +28,7 @@ import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -118,6 +119,20 @@ class PlantedText:
         for i, doc in enumerate(docs):
             atomic_write_text(Path(folder) / f"doc{i:05d}.txt", doc + "\n")
         return events
+
+
+def reference_experiment(corpus: str | Path, cache_dir: str | Path, steps: int, layers: int = 1, d_model: int = 64,
+                         lr: float = 1e-2, holes: int = 0, seed: int = 0) -> dict[str, Any]:
+    """The raw experiment of a RoPE reference for a planted corpus folder (``write_corpus``): byte tokens,
+    windows of 48 drawn anywhere in the documents, so it also sees answers whose codes were cut off."""
+    return {"experiment": "planted", "task": "text",
+            "task_args": {"corpus": str(corpus), "tokenizer": "bytes", "validation_fraction": 0.2,
+                          "cache_dir": str(cache_dir)},
+            "schemes": [{"label": "reference", "position": "rope"}], "seeds": [seed],
+            "model": {"d_model": d_model, "n_layers": layers, "n_heads": 4},
+            "train": {"steps": steps, "batch_size": 32, "min_len": 48, "max_len": 48, "warmup": 20, "lr": lr,
+                      "target_accuracy": None, "check_every": steps, "holes": holes},
+            "eval": {"lengths": [48], "samples": 4}}
 
 
 def _filler_phase(window: torch.Tensor) -> int:
