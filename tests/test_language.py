@@ -176,11 +176,22 @@ def test_language_run_writes_tidy_buckets_and_resumes(folder, tmp_path, monkeypa
     run_experiment(cfg, out, workers=1, progress=False, report=False)
     assert (lang / "language_results.csv").read_text() == before
 
-    # a model retrained in place (new weights) is scored again, not read from a stale cache
-    import os
+    # a copied run folder (new modification times, same contents) still reads everything back
+    import shutil
 
+    from safetensors.torch import load_file, save_file
+
+    copy = tmp_path / "copied"
+    shutil.copytree(out, copy, copy_function=shutil.copy)  # shutil.copy does not keep the times
+    run_experiment(cfg, copy, workers=1, progress=False, report=False)
+    assert (copy / "language" / "language_results.csv").read_text() == before
+
+    # a model retrained in place (new weights) is scored again, not read from a stale cache
     weights = next((out / "cells").glob("nope_*")) / "checkpoint" / "model.safetensors"
-    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    tensors = load_file(weights)
+    name = next(iter(tensors))
+    tensors[name] = tensors[name] + 0.01
+    save_file(tensors, weights)
     with pytest.raises(AssertionError, match="recomputed"):
         run_experiment(cfg, out, workers=1, progress=False, report=False)
 
