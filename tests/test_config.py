@@ -142,3 +142,44 @@ def test_sparse_parity_names_k_in_the_query_when_k_varies():
     assert bool((fixed.sample(np.random.default_rng(1), 8, 12).tokens[:, 12] == task.query_token + 1).all())
     # version 0 (one query token for every k) is rebuilt for cells made before the change
     assert make_task("sparse_parity", k=4, k_min=1, k_tokens=0).vocab_size == task.vocab_size - 3
+
+
+def test_extends_merges_mappings_and_replaces_lists(tmp_path):
+    import yaml
+
+    base = tiny_experiment(schemes=["nope", "rope"], quick={"train": {"steps": 5}, "seeds": [0]})
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    child = tmp_path / "sub" / "child.yaml"  # the parent's path is relative to the extending file
+    child.write_text("extends: ../base.yaml\nexperiment: child\nschemes: [alibi]\n"
+                     "train: {lr: 0.01}\nquick: {train: {batch_size: 8}}\n")
+    got = load_experiment(child).to_dict()
+    want = parse_experiment({**base, "experiment": "child", "schemes": ["alibi"],
+                             "train": {**base["train"], "lr": 0.01}}).to_dict()
+    want.pop("quick", None)
+    got.pop("quick", None)
+    assert got == want
+    quick = load_experiment(child, quick=True)
+    cell = quick.cells()[0]
+    # both files' quick: overrides apply, the child's merged into the parent's
+    assert (cell.train.steps, cell.train.batch_size, cell.train.lr) == (5, 8, 0.01)
+    assert quick.experiment == "child-quick"
+
+
+def test_extends_errors_name_the_file(tmp_path):
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text("extends: b.yaml\n")
+    b.write_text("extends: a.yaml\n")
+    with pytest.raises(ConfigError, match="extends makes a cycle") as err:
+        load_experiment(a)
+    assert "\n" not in str(err.value)
+    a.write_text("extends: missing.yaml\n")
+    with pytest.raises(ConfigError, match=r"experiment file not found: .*missing.yaml \(extended by .*a.yaml\)"):
+        load_experiment(a)
+    a.write_text("extends: [b.yaml]\n")
+    with pytest.raises(ConfigError, match="extends must be the path of another experiment file"):
+        load_experiment(a)
+    b.write_text("- 1\n")
+    a.write_text("extends: b.yaml\n")
+    with pytest.raises(ConfigError, match="extended experiment file must be a mapping"):
+        load_experiment(a)

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from lengen.config import EvalConfig, ExperimentConfig, LanguageConfig, SchemeSpec, TaskSpec, TrainConfig
-from lengen.config_quick import apply_quick
+from lengen.config_quick import apply_quick, merge_overrides
 from lengen.config_rules import validate_experiment
 from lengen.errors import ConfigError
 from lengen.model import ModelConfig
@@ -136,12 +136,23 @@ def _parse_tasks(raw: Any, source: str) -> list[TaskSpec]:
 
 
 def load_experiment(path: str | Path, quick: bool = False) -> ExperimentConfig:
-    """Read and validate an experiment file; ``quick`` applies its ``quick:`` overrides."""
-    path = Path(path)
+    """Read and validate an experiment file; ``quick`` applies its ``quick:`` overrides. A file with
+    ``extends: OTHER.yaml`` (a path relative to it) is OTHER with this file's keys merged in: mappings
+    merge key by key (``quick:`` included), anything else, lists of schemes included, is replaced."""
+    raw = _read_experiment(Path(path), ())
+    if quick:
+        raw = apply_quick(raw, str(path))
+    return parse_experiment(raw, str(path))
+
+
+def _read_experiment(path: Path, extended_by: tuple[Path, ...]) -> Any:
+    """The raw mapping of ``path`` with its ``extends:`` chain resolved; ``extended_by`` lists the files
+    that extend it, for the error messages and to refuse a cycle."""
+    by = f" (extended by {extended_by[-1]})" if extended_by else ""
     if path.is_dir():
-        raise ConfigError(f"experiment file {path} is a folder; give a YAML file")
+        raise ConfigError(f"experiment file {path} is a folder; give a YAML file{by}")
     if not path.is_file():
-        raise ConfigError(f"experiment file not found: {path}")
+        raise ConfigError(f"experiment file not found: {path}{by}")
     try:
         raw = load_yaml(path.read_text(encoding="utf-8"))
     except OSError as e:
@@ -154,9 +165,20 @@ def load_experiment(path: str | Path, quick: bool = False) -> ExperimentConfig:
         raise ConfigError(f"{path}: not a UTF-8 text file") from None
     except ConfigError as e:  # an alias bomb or a recursive alias
         raise ConfigError(f"{path}: {e}") from None
-    if quick:
-        raw = apply_quick(raw, str(path))
-    return parse_experiment(raw, str(path))
+    if not isinstance(raw, dict) or "extends" not in raw:
+        return raw
+    parent = raw.pop("extends")
+    if not isinstance(parent, str) or not parent.strip():
+        raise ConfigError(f"{path}: extends must be the path of another experiment file, got {parent!r}")
+    parent_path = path.parent / parent
+    chain = (*extended_by, path)
+    if any(parent_path.resolve() == p.resolve() for p in chain):
+        names = " -> ".join(str(p) for p in (*chain, parent_path))
+        raise ConfigError(f"{path}: extends makes a cycle: {names}")
+    base = _read_experiment(parent_path, chain)
+    if not isinstance(base, dict):
+        raise ConfigError(f"{parent_path}: an extended experiment file must be a mapping of settings")
+    return merge_overrides(base, raw)
 
 
 def default_experiment_path() -> Path:
