@@ -8,7 +8,14 @@ import torch
 
 from lengen.check.lm import LM
 from lengen.errors import LengenError
-from lengen.text.recovery import Tokens, recovery_rows, sparsity_buckets, strata, stratified_share
+from lengen.text.recovery import (
+    Tokens,
+    is_difference,
+    recovery_rows,
+    sparsity_buckets,
+    strata,
+    stratified_share,
+)
 from lengen.text.sufficiency import SufficiencyConfig, measure_sufficiency
 
 V, TARGET, NEAR, C = 8, 7, 4, 24
@@ -107,8 +114,10 @@ def test_recovery_rows_bootstrap_over_windows():
     per_window = rng.random(30)
     rows = recovery_rows({"same": [g_ref.copy()], "windowed": [g_ref * per_window[win]]}, tok, names, 63, "sufficiency",
                          bootstrap=200)
-    same = {r["bucket"]: r for r in rows if r["model"] == "same"}
+    same = {r["bucket"]: r for r in rows if r["model"] == "same" and not is_difference(r["bucket"])}
     assert all(r["raw"] == pytest.approx(1.0) and r["raw_hi"] - r["raw_lo"] < 1e-9 for r in same.values())
+    same_diff = next(r for r in rows if r["model"] == "same" and is_difference(r["bucket"]))
+    assert same_diff["bucket"] == "k=1 minus >3" and same_diff["raw"] == pytest.approx(0.0, abs=1e-12)
     lone = Tokens(np.zeros(5, dtype=int), np.full(5, 100), np.zeros(5, dtype=int), np.ones(5), np.ones(5), np.ones(5))
     one_window = recovery_rows({"m": [np.full(5, 0.5)]}, lone, names, 63, "sufficiency", bootstrap=20)[0]
     assert one_window["raw"] == pytest.approx(0.5) and np.isnan(one_window["raw_lo"])  # no interval from one window
@@ -127,3 +136,28 @@ def test_position_confound_table_reproduces_the_issue_numbers():
     text = confound_tables(str(path))
     assert "| rope | [64,128) | +0.060 | +0.097 | +0.183 |" in text
     assert "| rope | +0.257 | +0.289 | +0.307 |" in text
+
+
+def test_paired_difference_sees_an_effect_that_side_by_side_intervals_miss():
+    """Windows differ a lot in how much of the gain a model recovers, and the sparse bucket recovers a
+    little more than the dense one within every window: the two buckets' intervals overlap, but the
+    paired difference (same window draws) excludes 0, and its point is the difference of the points."""
+    rng = np.random.default_rng(3)
+    windows, per = 24, 20
+    win = np.repeat(np.arange(windows), per)
+    bucket = np.tile(np.repeat([0, 2], per // 2), windows)
+    level = rng.uniform(0.1, 1.9, windows)[win]
+    g_ref = np.ones(len(win))
+    g_model = level * np.where(bucket == 0, 0.6, 0.5) + rng.normal(0, 0.01, len(win))
+    tok = Tokens(win, np.full(len(win), 100), bucket, g_ref, rng.random(len(win)), np.ones(len(win)))
+    names = ["k=1", "k=2-3", ">3"]
+    rows = {r["bucket"]: r for r in recovery_rows({"m": [g_model]}, tok, names, 63, "sufficiency", bootstrap=300)}
+    sparse, dense, diff = rows["k=1"], rows[">3"], rows["k=1 minus >3"]
+    assert sparse["raw_lo"] < dense["raw_hi"]  # side by side: overlapping
+    assert diff["raw_lo"] > 0 and diff["stratified_lo"] > 0  # paired: the effect is seen
+    assert diff["raw"] == pytest.approx(sparse["raw"] - dense["raw"])
+    assert diff["tokens"] == len(win) and diff["windows"] == windows and diff["measure"] == "sufficiency"
+    # one bucket only: no difference row
+    single = Tokens(win, tok.position, np.zeros(len(win), dtype=int), g_ref, tok.ref_loss, tok.frequency)
+    assert not any(is_difference(r["bucket"]) for r in recovery_rows({"m": [g_model]}, single, names, 63, "x",
+                                                                       bootstrap=20))

@@ -27,6 +27,7 @@ import numpy as np
 BOOTSTRAP = 400
 LOSS_BINS = 2  # reference-loss bins (medians of the measured tokens)
 FREQ_BINS = 2  # token-frequency bins
+MINUS = " minus "  # in a bucket name: the paired difference row (sparsest minus densest bucket)
 
 
 @dataclass
@@ -103,7 +104,8 @@ def _shares(g_models: list[np.ndarray], tok: Tokens, stratum: np.ndarray, idx: n
 def recovery_rows(models: dict[str, list[np.ndarray]], tok: Tokens, names: list[str], near: int,
                   measure: str, seed: int = 0, bootstrap: int = BOOTSTRAP) -> list[dict[str, Any]]:
     """Tidy rows: per model (its seeds' ``g_M`` arrays over the measured tokens) and bucket, the raw and
-    stratified gain recovered with 95% window-bootstrap intervals."""
+    stratified gain recovered with 95% window-bootstrap intervals; then, with two buckets or more, the
+    sparsest minus the densest bucket (``difference_name``) with a paired interval."""
     present = [b for b in range(len(names)) if (tok.bucket == b).any()]
     stratum = strata(tok, near)
     windows = np.unique(tok.window)
@@ -132,4 +134,32 @@ def recovery_rows(models: dict[str, list[np.ndarray]], tok: Tokens, names: list[
                 row[f"{kind}_lo"] = float(np.quantile(vals, 0.025)) if len(vals) else float("nan")
                 row[f"{kind}_hi"] = float(np.quantile(vals, 0.975)) if len(vals) else float("nan")
             rows.append(row)
+        if len(present) >= 2:
+            rows.append(_difference_row(label, measure, len(g_models), tok, names, present, point, boots))
     return rows
+
+
+def difference_name(names: Sequence[str], present: Sequence[int]) -> str:
+    """The bucket name of the paired difference row: sparsest present bucket minus densest."""
+    return f"{names[present[0]]}{MINUS}{names[present[-1]]}"
+
+
+def is_difference(bucket: str) -> bool:
+    return MINUS in bucket
+
+
+def _difference_row(label: str, measure: str, seeds: int, tok: Tokens, names: Sequence[str], present: list[int],
+                    point: dict[str, np.ndarray], boots: list[dict[str, np.ndarray]]) -> dict[str, Any]:
+    """Sparsest minus densest bucket's share, its interval from the same window draws (paired: a
+    window's difficulty moves both buckets of a draw together, so this interval is narrower than the two
+    buckets' intervals side by side). The sparsity effect of the theory is a positive difference."""
+    both = np.isin(tok.bucket, [present[0], present[-1]])
+    row: dict[str, Any] = {"model": label, "measure": measure, "bucket": difference_name(names, present),
+                           "tokens": int(both.sum()), "windows": len(np.unique(tok.window[both])), "seeds": seeds}
+    for kind in ("raw", "stratified"):
+        vals = np.array([bt[kind][0] - bt[kind][-1] for bt in boots])
+        vals = vals[np.isfinite(vals)]
+        row[kind] = float(point[kind][0] - point[kind][-1])
+        row[f"{kind}_lo"] = float(np.quantile(vals, 0.025)) if len(vals) else float("nan")
+        row[f"{kind}_hi"] = float(np.quantile(vals, 0.975)) if len(vals) else float("nan")
+    return row

@@ -25,7 +25,7 @@ from lengen.io import atomic_write_bytes, atomic_write_json
 from lengen.report.results import write_csv
 from lengen.text.distant import DistantDependence, bucket_names, buckets
 from lengen.text.plots import render_grouped_bars
-from lengen.text.recovery import Tokens, recovery_rows, sparsity_buckets
+from lengen.text.recovery import Tokens, is_difference, recovery_rows, sparsity_buckets
 from lengen.text.run_cache import (
     FOLDER,
     _digest,
@@ -166,24 +166,28 @@ def recovery_markdown(rows: list[dict[str, Any]], names: list[str], stats: dict[
               "windows; seeds averaged.", ""]
     for measure in ("sufficiency", "single-position ablation"):
         sel = [r for r in rows if r["measure"] == measure]
-        bnames = list(dict.fromkeys(r["bucket"] for r in sel if r["bucket"] != "all"))
+        bnames = list(dict.fromkeys(r["bucket"] for r in sel if r["bucket"] != "all" and not is_difference(r["bucket"])))
+        dnames = list(dict.fromkeys(r["bucket"] for r in sel if is_difference(r["bucket"])))
         lines += [f"By {measure} k (tokens: " + ", ".join(
             f"{b} {next(r['tokens'] for r in sel if r['bucket'] == b)}" for b in bnames) + "):", "",
                   "| model | seeds | " + " | ".join(f"{b}: raw" for b in bnames) + " | "
-                  + " | ".join(f"{b}: stratified" for b in bnames) + " | all: raw |",
-                  "|---|---|" + "---|" * (2 * len(bnames) + 1)]
+                  + " | ".join(f"{b}: stratified" for b in bnames) + " | all: raw |"
+                  + "".join(f" {d}, paired: stratified |" for d in dnames),
+                  "|---|---|" + "---|" * (2 * len(bnames) + 1 + len(dnames))]
         for model in dict.fromkeys(r["model"] for r in sel):
             by = {r["bucket"]: r for r in sel if r["model"] == model}
             lines.append(f"| {model} | {by['all']['seeds']} | "
                          + " | ".join(_fmt(by[b], "raw") if b in by else "n/a" for b in bnames) + " | "
                          + " | ".join(_fmt(by[b], "stratified") if b in by else "n/a" for b in bnames)
-                         + f" | {_fmt(by['all'], 'raw')} |")
+                         + f" | {_fmt(by['all'], 'raw')} |"
+                         + "".join(f" {_fmt(by[d], 'stratified') if d in by else 'n/a'} |" for d in dnames))
         lines.append("")
-    sparse = [r for r in rows if r["measure"] == "sufficiency" and r["bucket"] == names[0]]
-    dense = {r["model"]: r for r in rows if r["measure"] == "sufficiency" and r["bucket"] == names[-1]}
-    better = [r["model"] for r in sparse if r["model"] in dense and r["stratified_lo"] > dense[r["model"]]["stratified_hi"]]
-    worse = [r["model"] for r in sparse if r["model"] in dense and r["stratified_hi"] < dense[r["model"]]["stratified_lo"]]
-    lines.append(f"Stratified, the sparsest bucket ({names[0]}) recovers more than the densest ({names[-1]}) with "
-                 f"disjoint intervals for {len(better)} models ({', '.join(better) or 'none'}) and less for "
-                 f"{len(worse)} ({', '.join(worse) or 'none'}); the rest overlap or lack a bucket.")
+    diffs = [r for r in rows if r["measure"] == "sufficiency" and is_difference(r["bucket"])]
+    above = [r["model"] for r in diffs if r["stratified_lo"] > 0]
+    below = [r["model"] for r in diffs if r["stratified_hi"] < 0]
+    what = diffs[0]["bucket"] if diffs else f"{names[0]} minus {names[-1]}"
+    lines.append(f"Stratified and paired over the same window draws, the sparsest bucket recovers more than the "
+                 f"densest ({what}, interval above 0) for {len(above)} models ({', '.join(above) or 'none'}) and "
+                 f"less (interval below 0) for {len(below)} ({', '.join(below) or 'none'}); for the rest the "
+                 "interval holds 0 or a bucket is empty.")
     return "\n".join(lines) + "\n"
