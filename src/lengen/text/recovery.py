@@ -129,10 +129,9 @@ def recovery_rows(models: dict[str, list[np.ndarray]], tok: Tokens, names: list[
                     continue
                 key, col = ("all", 0) if b < 0 else (kind, j)
                 vals = np.array([bt[key][col] for bt in boots])
-                vals = vals[np.isfinite(vals)] if row["windows"] >= 2 else vals[:0]  # one window: no interval
+                vals = vals if row["windows"] >= 2 else vals[:0]  # one window: no interval
                 row[kind] = float(point[key][col])
-                row[f"{kind}_lo"] = float(np.quantile(vals, 0.025)) if len(vals) else float("nan")
-                row[f"{kind}_hi"] = float(np.quantile(vals, 0.975)) if len(vals) else float("nan")
+                row[f"{kind}_lo"], row[f"{kind}_hi"] = _interval(vals)
             rows.append(row)
         if len(present) >= 2:
             rows.append(_difference_row(label, measure, len(g_models), tok, names, present, point, boots))
@@ -158,8 +157,14 @@ def _difference_row(label: str, measure: str, seeds: int, tok: Tokens, names: Se
                            "tokens": int(both.sum()), "windows": len(np.unique(tok.window[both])), "seeds": seeds}
     for kind in ("raw", "stratified"):
         vals = np.array([bt[kind][0] - bt[kind][-1] for bt in boots])
-        vals = vals[np.isfinite(vals)]
         row[kind] = float(point[kind][0] - point[kind][-1])
-        row[f"{kind}_lo"] = float(np.quantile(vals, 0.025)) if len(vals) else float("nan")
-        row[f"{kind}_hi"] = float(np.quantile(vals, 0.975)) if len(vals) else float("nan")
+        row[f"{kind}_lo"], row[f"{kind}_hi"] = _interval(vals)
     return row
+
+
+def _interval(draws: np.ndarray) -> tuple[float, float]:
+    """95% percentile interval of the finite bootstrap draws (nan, nan without any)."""
+    finite = draws[np.isfinite(draws)]
+    if not len(finite):
+        return float("nan"), float("nan")
+    return float(np.quantile(finite, 0.025)), float(np.quantile(finite, 0.975))

@@ -25,7 +25,7 @@ from lengen.io import atomic_write_bytes, atomic_write_json
 from lengen.report.results import write_csv
 from lengen.text.distant import DistantDependence, bucket_names, buckets
 from lengen.text.plots import render_grouped_bars
-from lengen.text.recovery import Tokens, is_difference, recovery_rows, sparsity_buckets
+from lengen.text.recovery import Tokens, difference_name, is_difference, recovery_rows, sparsity_buckets
 from lengen.text.run_cache import (
     FOLDER,
     _digest,
@@ -185,7 +185,7 @@ def recovery_markdown(rows: list[dict[str, Any]], names: list[str], stats: dict[
     diffs = [r for r in rows if r["measure"] == "sufficiency" and is_difference(r["bucket"])]
     above = [r["model"] for r in diffs if r["stratified_lo"] > 0]
     below = [r["model"] for r in diffs if r["stratified_hi"] < 0]
-    what = diffs[0]["bucket"] if diffs else f"{names[0]} minus {names[-1]}"
+    what = diffs[0]["bucket"] if diffs else difference_name(names, [0, len(names) - 1])
     lines.append(f"Stratified and paired over the same window draws, the sparsest bucket recovers more than the "
                  f"densest ({what}, interval above 0) for {len(above)} models ({', '.join(above) or 'none'}) and "
                  f"less (interval below 0) for {len(below)} ({', '.join(below) or 'none'}); for the rest the "

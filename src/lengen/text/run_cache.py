@@ -50,11 +50,8 @@ def _weights_identity(out_dir: Path, cell: Cell) -> str:
     """A digest of the cell's weights: a model retrained in place invalidates the caches, while a copied
     run folder keeps them (a copy's files get new modification times, not new contents). A few MB per
     cell, read once per analysis."""
-    digest = hashlib.sha1()
     with (_cell_dir(out_dir, cell) / "checkpoint" / "model.safetensors").open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha1").hexdigest()
 
 
 def _finished_dir(out_dir: Path, cell: Cell) -> Path:
