@@ -121,6 +121,11 @@ def test_recovery_rows_bootstrap_over_windows():
     lone = Tokens(np.zeros(5, dtype=int), np.full(5, 100), np.zeros(5, dtype=int), np.ones(5), np.ones(5), np.ones(5))
     one_window = recovery_rows({"m": [np.full(5, 0.5)]}, lone, names, 63, "sufficiency", bootstrap=20)[0]
     assert one_window["raw"] == pytest.approx(0.5) and np.isnan(one_window["raw_lo"])  # no interval from one window
+    two_buckets = Tokens(lone.window, lone.position, np.array([0, 0, 2, 2, 2]), lone.ref_gain, lone.ref_loss,
+                         lone.frequency)
+    diff = next(r for r in recovery_rows({"m": [np.array([1.0, 1.0, 0.5, 0.5, 0.5])]}, two_buckets, names, 63,
+                                         "sufficiency", bootstrap=20) if is_difference(r["bucket"]))
+    assert diff["raw"] == pytest.approx(0.5) and np.isnan(diff["raw_lo"]) and np.isnan(diff["stratified_hi"])
     win_all = next(r for r in rows if r["model"] == "windowed" and r["bucket"] == "all")
     assert win_all["windows"] == 30 and win_all["tokens"] == n
     # the interval reflects 30 windows, not 600 tokens: as wide as a bootstrap over the window means

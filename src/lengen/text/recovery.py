@@ -157,6 +157,7 @@ def _difference_row(label: str, measure: str, seeds: int, tok: Tokens, names: Se
                            "tokens": int(both.sum()), "windows": len(np.unique(tok.window[both])), "seeds": seeds}
     for kind in ("raw", "stratified"):
         vals = np.array([bt[kind][0] - bt[kind][-1] for bt in boots])
+        vals = vals if row["windows"] >= 2 else vals[:0]  # one window: no interval, as for the buckets
         row[kind] = float(point[kind][0] - point[kind][-1])
         row[f"{kind}_lo"], row[f"{kind}_hi"] = _interval(vals)
     return row
